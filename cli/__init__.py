@@ -1,0 +1,1 @@
+"""The ``dpaudit`` command line: thin click commands over the library."""

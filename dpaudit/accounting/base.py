@@ -1,0 +1,64 @@
+"""Result values and the accountant interface shared by every accountant."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from dpaudit.accounting.events import DpSgdRun
+
+
+@dataclass(frozen=True)
+class EpsilonReport:
+    """What an accountant says about a run at one delta.
+
+    Attributes:
+        accountant: accountant name (``rdp``, ``ma``, ``cdp``, ``yu2019``, ``pld``).
+        batching: the run's batching (``poisson`` or ``shuffle``).
+        relation: neighbouring relation the figure holds under.
+        epsilon: an upper bound on the run's epsilon at ``delta`` (``sound`` says whether it
+            is a proven bound; ``inf`` when no finite bound exists).
+        delta: the delta the epsilon holds for.
+        steps: number of noisy releases of the training run.
+        parameter: the optimal order (RDP/MA: alpha or lambda; CDP: the order used),
+            ``None`` when not applicable.
+        sound: ``False`` only for heuristics kept for comparison (``yu2019`` when it
+            under-reports).
+        method: short description of the bound (e.g. ``"RDP, Balle et al. 2020 Thm 21"``).
+        notes: human-readable caveats (fallbacks taken, validity limits hit).
+        extra: further figures, e.g. ``epsilon_lower`` and ``epsilon_if_poisson`` for
+            shuffled batching.
+    """
+
+    accountant: str
+    batching: str
+    relation: str
+    epsilon: float
+    delta: float
+    steps: int
+    parameter: float | None = None
+    sound: bool = True
+    method: str = ""
+    notes: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["notes"] = list(self.notes)
+        extra = d.pop("extra")
+        d.update(extra)
+        return d
+
+
+class Accountant(Protocol):
+    """An accountant interprets a :class:`DpSgdRun` under its own batching.
+
+    Implementations are stateless; ``epsilon`` returns an upper bound at ``delta`` and
+    ``delta`` the smallest delta it can certify for ``epsilon``.
+    """
+
+    name: str
+
+    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport: ...
+
+    def delta(self, run: DpSgdRun, epsilon: float) -> float: ...
