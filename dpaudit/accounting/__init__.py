@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib
 
-
 from dpaudit.accounting.base import Accountant, EpsilonReport
 from dpaudit.accounting.events import (
     BATCHINGS,
@@ -26,7 +25,6 @@ from dpaudit.accounting.events import (
     check_epsilon,
 )
 from dpaudit.errors import InvalidParameterError
-
 
 #: name -> "module:attribute" of an :class:`Accountant` instance.
 ACCOUNTANTS: dict[str, str] = {

@@ -312,10 +312,18 @@ class DpSgdRun:
         """The run as Poisson-subsampled Gaussian releases: one segment per epoch with the
         run's q, plus ``extra_segments``. This is the *Poisson* analysis; for a shuffled run
         it is the figure people wrongly quote (see :meth:`shuffle_segments`)."""
-        segs = [
-            GaussianSegment(self.sample_rate, s, self.steps_in_epoch(e))
-            for e, s in enumerate(self.noise_multipliers)
-        ]
+        # Group equal consecutive sigmas before building values: a run with q ~ 1 can have
+        # 10^6 one-step epochs, and one GaussianSegment per epoch would dominate the cost.
+        segs: list[GaussianSegment] = []
+        sig = self.noise_multipliers
+        e = 0
+        while e < len(sig):
+            j = e
+            while j + 1 < len(sig) and sig[j + 1] == sig[e]:
+                j += 1
+            steps = min(self.total_steps, (j + 1) * self.steps_per_epoch) - e * self.steps_per_epoch
+            segs.append(GaussianSegment(self.sample_rate, sig[e], steps))
+            e = j + 1
         return merge_segments([*segs, *self.extra_segments])
 
     def shuffle_segments(self) -> tuple[GaussianSegment, ...]:
@@ -328,7 +336,10 @@ class DpSgdRun:
         an upper bound for every shuffling order).
         """
         f = self.sensitivity_factor
-        segs = [GaussianSegment(1.0, s / f, 1) for s in self.noise_multipliers]
+        counts: dict[float, int] = {}
+        for s in self.noise_multipliers:  # order-free composition: count epochs per sigma
+            counts[s] = counts.get(s, 0) + 1
+        segs = [GaussianSegment(1.0, s / f, c) for s, c in counts.items()]
         return merge_segments([*segs, *self.extra_segments])
 
     def segments(self) -> tuple[GaussianSegment, ...]:

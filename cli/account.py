@@ -1,0 +1,157 @@
+"""``dpaudit account`` and ``dpaudit compare``: epsilon of a DP-SGD run.
+
+Thin click layer over :mod:`dpaudit.accounting.report`; never imports torch.
+"""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import echo_json
+
+ACCOUNTANT_CHOICES = ["rdp", "ma", "cdp", "yu2019", "pld", "all"]
+
+
+def _run_options(f):
+    """Options shared by ``account`` and ``compare`` that describe the run."""
+    opts = [
+        click.option("--dataset-size", "-n", type=int, default=None,
+                     help="Number of training examples N (default 60000 unless --sample-rate)."),
+        click.option("--batch-size", "-b", type=int, default=None,
+                     help="(Expected) batch size B (default 256 unless --sample-rate)."),
+        click.option("--sample-rate", "-q", type=float, default=None,
+                     help="Sampling rate q = B/N; replaces --dataset-size/--batch-size."),
+        click.option("--noise-multiplier", "-s", type=str, default=None,
+                     help="sigma (noise std / clip norm); one value or comma-separated per epoch."),
+        click.option("--epochs", "-e", type=float, default=None,
+                     help="Number of epochs (default 30 unless --steps)."),
+        click.option("--steps", type=int, default=None, help="Number of steps; replaces --epochs."),
+        click.option("--delta", "-d", type=float, default=1e-5, show_default=True,
+                     help="Target delta."),
+        click.option("--batching", type=click.Choice(["poisson", "shuffle"]), default="poisson",
+                     show_default=True, help="How batches are drawn."),
+        click.option("--relation", type=click.Choice(["add_remove", "replace_zero", "replace_one"]),
+                     default=None,
+                     help="Neighbouring relation (default: add_remove for Poisson, "
+                          "replace_zero for shuffle)."),
+        click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
+                     help="Account a saved plan (plan.json from `dpaudit plan --out`)."),
+        click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps,
+               batching, relation, plan_path, delta):
+    """Return (run, delta) from CLI values or a saved plan."""
+    from dpaudit.accounting.report import run_from_values
+    from dpaudit.errors import InvalidParameterError
+
+    if plan_path is not None:
+        from dpaudit.allocation import Plan
+
+        plan = Plan.load(plan_path)
+        return plan.run, plan.delta
+    if noise_multiplier is None:
+        raise InvalidParameterError("give --noise-multiplier (or --plan plan.json)")
+    run = run_from_values(
+        dataset_size=dataset_size, batch_size=batch_size, sample_rate=sample_rate,
+        noise_multiplier=noise_multiplier, epochs=epochs, steps=steps, batching=batching,
+        relation=relation,
+    )
+    return run, delta
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x != x or x == float("inf"):
+        return "inf"
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
+
+
+@click.command("account")
+@_run_options
+@click.option("--accountant", "-a", type=click.Choice(ACCOUNTANT_CHOICES), default="pld",
+              show_default=True, help="Accountant (pld = tight reference; all = every one).")
+def account(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, delta,
+            batching, relation, plan_path, as_json, accountant):
+    """Epsilon spent by a DP-SGD run (an upper bound at the given delta).
+
+    \b
+    Example:
+      dpaudit account -n 60000 -b 256 -s 1.1 -e 60 -d 1e-5 --accountant all
+    """
+    from dpaudit.accounting.report import account_run
+
+    run, delta = _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs,
+                            steps, batching, relation, plan_path, delta)
+    result = account_run(run, delta, accountant)
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(_describe(run, delta))
+    for r in result["results"]:
+        line = f"  {r['accountant']:<7} epsilon = {_fmt(r['epsilon'])}"
+        if r.get("parameter") is not None:
+            line += f"   (order {r['parameter']:.3g})"
+        if not r.get("sound", True):
+            line += "   [HEURISTIC: under-reports here, not a valid bound]"
+        click.echo(line)
+        for note in r.get("notes", []):
+            click.echo(f"          note: {note}")
+    if run.batching == "shuffle":
+        click.echo(
+            f"  shuffled batches: true epsilon >= {_fmt(result.get('epsilon_lower'))} "
+            f"(Chua et al. lower bound); the Poisson figure often quoted for this run is "
+            f"{_fmt(result.get('epsilon_if_poisson'))}, which does not apply."
+        )
+
+
+def _describe(run, delta) -> str:
+    n = f"N={run.dataset_size}, B={run.batch_size}, " if run.dataset_size else ""
+    sig = sorted(set(run.noise_multipliers))
+    sig_s = f"{sig[0]:g}" if len(sig) == 1 else f"{min(sig):g}..{max(sig):g} (per epoch)"
+    return (
+        f"{n}q={run.sample_rate:.6g}, sigma={sig_s}, steps={run.total_steps} "
+        f"({run.epochs} epochs), batching={run.batching} ({run.relation}), delta={delta:g}"
+    )
+
+
+@click.command("compare")
+@_run_options
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Save a PNG of epsilon vs epochs per accountant and batching (needs matplotlib).")
+def compare(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, delta,
+            batching, relation, plan_path, as_json, plot_path):
+    """Every accountant x both batchings side by side on the same run."""
+    from dpaudit.accounting.report import compare_run
+
+    run, delta = _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs,
+                            steps, batching, relation, plan_path, delta)
+    table = compare_run(run, delta, curves=plot_path is not None)
+    if plot_path is not None:
+        from dpaudit.accounting.plot import plot_compare
+
+        plot_compare(table, plot_path)
+    if as_json:
+        echo_json({k: v for k, v in table.items() if k not in ("curves", "lower_curves")})
+        return
+    click.echo(_describe(run, delta))
+    click.echo(f"  {'accountant':<10} {'batching':<8} {'epsilon':>10}  {'sound':<5} note")
+    for r in table["rows"]:
+        note = ""
+        if r["batching"] == "shuffle" and r.get("epsilon_lower") is not None:
+            note = f"lower bound {_fmt(r['epsilon_lower'])}"
+        if r["accountant"] == "yu2019":
+            note = "heuristic (Yu et al. 2019)" if r.get("sound", True) else "heuristic; UNDER-REPORTS here"
+        elif r["accountant"] == "chua_lower":
+            note = "lower bound on the true epsilon"
+        click.echo(
+            f"  {r['accountant']:<10} {r['batching']:<8} {_fmt(r['epsilon']):>10}  "
+            f"{'yes' if r.get('sound', True) else 'NO':<5} {note}"
+        )
+    if plot_path is not None:
+        click.echo(f"plot written to {plot_path}")

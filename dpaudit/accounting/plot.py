@@ -1,0 +1,36 @@
+"""Plot of cumulative epsilon per epoch for every accountant and batching (``compare --plot``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from dpaudit.plotting import pyplot, save_figure
+
+
+def plot_compare(table: dict[str, Any], path: str | os.PathLike[str]) -> None:
+    """Draw ``table["curves"]`` (from :func:`dpaudit.accounting.report.compare_run` with
+    ``curves=True``): epsilon vs epochs, solid for Poisson, dashed for shuffle."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors: dict[str, Any] = {}
+    for key, curve in sorted(table.get("curves", {}).items()):
+        name, batching = key.split("/")
+        color = colors.setdefault(name, f"C{len(colors)}")
+        ax.plot(
+            range(1, len(curve) + 1), curve, color=color,
+            linestyle="-" if batching == "poisson" else "--",
+            label=f"{name} ({batching})",
+        )
+    for pts in table.get("lower_curves", {}).values():
+        pts = [(e, v) for e, v in pts if v is not None]
+        if pts:
+            ax.plot(*zip(*pts), color="k", linestyle=":", marker=".",
+                    label="shuffle: proven lower bound (Chua et al.)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"epsilon (delta = {table['delta']:g})")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Cumulative epsilon: accountants x batching")
+    save_figure(fig, path)
