@@ -1,0 +1,181 @@
+"""Planning benchmark: time to find the noise that spends a target (epsilon, delta), for
+every dpaudit accountant beside Opacus-style bisection and dp-accounting's
+``calibrate_dp_mechanism`` (RDP and PLD), plus whole-process time of ``dpaudit plan``.
+
+Setup (the issue's check): epsilon = 2, delta = 1e-5, q = 256/60000, 30 epochs, Poisson,
+constant schedule; also the exponential schedule (30 distinct noise levels) for dpaudit.
+
+One process; methods run *interleaved* (round r runs every method once) and the median over
+rounds is reported. Each method gets one untimed warm-up call (imports), and every
+``functools.lru_cache`` in the accounting modules is cleared before every timed call, so
+repeated rounds do not measure cache hits. ``solve`` is the search alone (``curve=False``);
+``plan`` adds the per-epoch cumulative epsilon curve (what ``dpaudit plan`` prints).
+
+Usage::
+
+    python bench/plan.py [--rounds 3] [--no-slow] [--no-process] [--out FILE]
+
+``--no-slow`` skips dp-accounting's PLD calibration (~5 s per call). Prints a markdown
+table; ``--out`` writes it atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+EPS, DELTA, N, B, EPOCHS = 2.0, 1e-5, 60000, 256, 30
+
+
+def _clear_caches() -> None:
+    for name in ("rdp", "ma", "cdp", "pld", "conversions"):
+        try:
+            mod = importlib.import_module(f"dpaudit.accounting.{name}")
+        except ImportError:
+            continue
+        for obj in vars(mod).values():
+            clear = getattr(obj, "cache_clear", None)
+            if callable(clear):
+                clear()
+
+
+def _dpaudit_methods() -> dict[str, Callable[[], tuple[float, float, int]]]:
+    from dpaudit.accounting import ACCOUNTANTS
+    from dpaudit.allocation import solve_plan
+
+    out: dict[str, Callable[[], tuple[float, float, int]]] = {}
+
+    def make(acc: str, schedule: str, curve: bool):
+        def f():
+            p = solve_plan(EPS, DELTA, dataset_size=N, batch_size=B, epochs=EPOCHS,
+                           accountant=acc, schedule=schedule, curve=curve)
+            return p.scale, p.epsilon, p.evaluations
+
+        return f
+
+    for acc in ("rdp", "ma", "cdp", "pld"):
+        if acc in ACCOUNTANTS:
+            out[f"dpaudit solve {acc}"] = make(acc, "constant", False)
+    out["dpaudit plan pld (+curve)"] = make("pld", "constant", True)
+    out["dpaudit plan rdp (+curve)"] = make("rdp", "constant", True)
+    out["dpaudit solve rdp, exp schedule"] = make("rdp", "exp", False)
+    out["dpaudit solve pld, exp schedule"] = make("pld", "exp", False)
+    return out
+
+
+def _steps() -> int:
+    return round(EPOCHS * round(N / B))
+
+
+def _opacus() -> tuple[float, float, int]:
+    """Opacus' own calibration (doubling + bisection on its RDP accountant, default
+    epsilon_tolerance=0.01); epsilon re-evaluated with the same accountant."""
+    from opacus.accountants import RDPAccountant
+    from opacus.accountants.utils import get_noise_multiplier
+
+    q = B / N
+    s = get_noise_multiplier(target_epsilon=EPS, target_delta=DELTA, sample_rate=q,
+                             steps=_steps(), accountant="rdp")
+    acc = RDPAccountant()
+    acc.history = [(s, q, _steps())]
+    return s, acc.get_epsilon(DELTA), -1
+
+
+def _dpa(kind: str) -> Callable[[], tuple[float, float, int]]:
+    def f():
+        import dp_accounting
+        from dp_accounting import mechanism_calibration as mc
+
+        q = B / N
+
+        def event(s):
+            return dp_accounting.SelfComposedDpEvent(
+                dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(s)), _steps()
+            )
+
+        make = (dp_accounting.rdp.RdpAccountant if kind == "rdp"
+                else dp_accounting.pld.PLDAccountant)
+        s = mc.calibrate_dp_mechanism(make, event, EPS, DELTA)
+        acc = make()
+        acc.compose(event(s))
+        return s, acc.get_epsilon(DELTA), -1
+
+    return f
+
+
+def _process_times(rounds: int) -> dict[str, float]:
+    cmds = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import numpy, click'": [sys.executable, "-c", "import numpy, click"],
+        "dpaudit plan --epsilon 2": [sys.executable, "-m", "cli.main", "plan", "--epsilon", "2"],
+        "dpaudit plan --epsilon 2 -a rdp": [sys.executable, "-m", "cli.main", "plan", "--epsilon",
+                                            "2", "-a", "rdp"],
+    }
+    times: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(rounds):
+        for k, c in cmds.items():
+            t = time.perf_counter()
+            subprocess.run(c, check=True, capture_output=True)
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main(argv: list[str] | None = None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-slow", action="store_true", help="skip dp-accounting PLD calibration")
+    ap.add_argument("--no-process", action="store_true", help="skip whole-process timings")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    methods = _dpaudit_methods()
+    methods["Opacus get_noise_multiplier (rdp)"] = _opacus
+    methods["dp-accounting calibrate (RDP)"] = _dpa("rdp")
+    if not args.no_slow:
+        methods["dp-accounting calibrate (PLD)"] = _dpa("pld")
+
+    results: dict[str, tuple[float, float, int]] = {}
+    for f in methods.values():  # warm-up: imports
+        f()
+    times: dict[str, list[float]] = {k: [] for k in methods}
+    for _ in range(args.rounds):
+        for name, f in methods.items():
+            _clear_caches()
+            t = time.perf_counter()
+            results[name] = f()
+            times[name].append(time.perf_counter() - t)
+
+    lines = [
+        f"Planning: epsilon={EPS:g}, delta={DELTA:g}, q={B}/{N}, {EPOCHS} epochs, Poisson "
+        f"(median of {args.rounds} interleaved rounds, caches cleared; {sys.platform}, "
+        f"python {sys.version.split()[0]})",
+        "",
+        "| method | time (ms) | sigma_0 | epsilon spent | accountant evaluations |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in methods:
+        s, e, n = results[name]
+        lines.append(
+            f"| {name} | {1000 * statistics.median(times[name]):.1f} | {s:.5f} | {e:.6f} | "
+            f"{n if n >= 0 else '-'} |"
+        )
+    if not args.no_process:
+        lines += ["", "| whole process | time (ms) |", "|---|---:|"]
+        for k, v in _process_times(max(3, args.rounds)).items():
+            lines.append(f"| `{k}` | {1000 * v:.0f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        from dpaudit.io import atomic_write_text
+
+        atomic_write_text(args.out, text + "\n")
+    return text
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Solve a schedule's free scale so the planned run spends a target epsilon exactly.
+
+Given (epsilon, delta), the run's shape (N, B or q, epochs, batching), an accountant and a
+scale-free schedule shape_t (:mod:`dpaudit.allocation.schedules`), find sigma_0 with
+
+    target - tol <= eps_acc(run with sigma_t = sigma_0 * shape_t, delta) <= target.
+
+Soundness: every accountant here returns an upper bound on epsilon that is non-increasing in
+each sigma_t, so the accepted run spends at most the target; the plan's epsilon is the
+accountant's own evaluation of exactly the returned run (no interpolation), and a report the
+accountant marks unsound, or an :class:`~dpaudit.errors.OutOfValidityError`, is never
+accepted (the search treats it as "too much privacy spent" and adds noise).
+
+Speed: the search (:func:`dpaudit.allocation.rootfind.find_scale`) starts from a guess. The
+analytic guess is the zCDP-style approximation rho(s) = sum_t n_t q^2 / sigma_t^2 for
+subsampled steps (Mironov, Talwar, Zhang 2019, Sec. 3.3: the sampled Gaussian's RDP is about
+q^2 alpha / sigma^2 for small q) or 1/(2 sigma_t^2) per unsampled Gaussian release (Bun &
+Steinke 2016, Prop. 1.6), converted with eps = rho + 2 sqrt(rho log(1/delta)) (Bun & Steinke
+2016, Prop. 1.3). For a costly accountant (``pld``, ``cdp``) or a non-constant schedule it
+is refined first: the *constant*-noise run is solved with RDP (one segment, a few ms) and its
+sigma_c is mapped to the schedule by equal sum_t n_t / sigma_t^2
+(:func:`_equivalent_factor`); the real search starts there with RDP's local log-log slope
+and typically needs 3-4 evaluations of the (possibly costly, many-segment) run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from dpaudit.accounting.base import Accountant, EpsilonReport
+from dpaudit.accounting.events import BATCHINGS, DpSgdRun, check_delta, check_epsilon
+from dpaudit.allocation.plan import Plan
+from dpaudit.allocation.rootfind import DEFAULT_SLOPE, find_scale
+from dpaudit.allocation.rule import ValidationRule
+from dpaudit.allocation.schedules import SCHEDULES, Schedule, ValidationDecay, make_schedule
+from dpaudit.errors import InvalidParameterError, OutOfValidityError
+
+#: Width of the acceptance window: target - TOL <= spent <= target.
+TOL = 1e-3
+#: Accountants too slow to search from an analytic guess; RDP solves their starting point.
+_COSTLY = ("pld", "cdp")
+#: Range of sigma_0 the search explores.
+SCALE_MIN, SCALE_MAX = 1e-2, 1e4
+
+
+def _resolve(accountant: str | Accountant) -> tuple[str, Accountant]:
+    if isinstance(accountant, str):
+        from dpaudit.accounting import ACCOUNTANTS, SOUND_ACCOUNTANTS, get_accountant
+
+        if accountant in ACCOUNTANTS and accountant not in SOUND_ACCOUNTANTS:
+            raise InvalidParameterError(
+                f"accountant {accountant!r} is a heuristic, not a sound bound; plan with one of "
+                f"{', '.join(SOUND_ACCOUNTANTS)}"
+            )
+        return accountant, get_accountant(accountant)
+    return str(getattr(accountant, "name", type(accountant).__name__)), accountant
+
+
+def _analytic_guess(base: DpSgdRun, target: float, delta: float) -> float:
+    """sigma_0 from the zCDP approximation (see module docstring); only a starting point."""
+    rho1 = 0.0
+    for seg in base.segments():
+        if seg.sample_rate < 1.0:
+            rho1 += seg.count * seg.sample_rate**2 / seg.noise_multiplier**2
+        else:
+            rho1 += seg.count / (2.0 * seg.noise_multiplier**2)
+    L = math.log(1.0 / delta)
+    r = math.sqrt(L + target) - math.sqrt(L)  # sqrt(rho) solving rho + 2 sqrt(rho L) = target
+    if rho1 <= 0 or r <= 0:
+        return 1.0
+    return min(max(math.sqrt(rho1) / r, SCALE_MIN), SCALE_MAX)
+
+
+def _equivalent_factor(base: DpSgdRun, shape: Sequence[float]) -> float:
+    """sqrt(sum_t n_t / shape_t^2 / sum_t n_t): a constant sigma_c and the schedule with
+    sigma_0 = sigma_c * factor have the same sum_t n_t / sigma_t^2 (the small-q RDP and the
+    zCDP cost of the run, Mironov et al. 2019 Sec. 3.3; Bun & Steinke 2016 Lemma 2.3)."""
+    n = [base.steps_in_epoch(e) for e in range(len(shape))]
+    return math.sqrt(sum(k / v**2 for k, v in zip(n, shape)) / sum(n))
+
+
+def _evaluator(acc: Accountant, base: DpSgdRun, shape: Sequence[float], delta: float):
+    def evaluate(s: float) -> tuple[float, EpsilonReport]:
+        run = base.with_noise([s * v for v in shape])
+        rep = acc.epsilon(run, delta)
+        if not rep.sound:
+            raise OutOfValidityError("accountant reported an unsound figure")
+        return rep.epsilon, rep
+
+    return evaluate
+
+
+def _slope(evals: Sequence[Any]) -> float:
+    """log-log slope between the two last finite, distinct evaluations (or the default)."""
+    pts = [e for e in evals if 0 < e.epsilon < math.inf]
+    if len(pts) >= 2:
+        a, b = pts[-2], pts[-1]
+        if a.s != b.s and a.epsilon != b.epsilon:
+            sl = (math.log(b.epsilon) - math.log(a.epsilon)) / (math.log(b.s) - math.log(a.s))
+            if sl < -1e-3:
+                return sl
+    return DEFAULT_SLOPE
+
+
+def epsilon_curve(acc: Accountant, run: DpSgdRun, delta: float) -> tuple[float, ...]:
+    """Cumulative epsilon after each epoch: the accountant's ``epsilon_curve`` when it has
+    one, else one evaluation per truncated run."""
+    curve = getattr(acc, "epsilon_curve", None)
+    if curve is not None:
+        return tuple(float(e) for e in curve(run, delta))
+    return tuple(acc.epsilon(run.truncate(e + 1), delta).epsilon for e in range(run.epochs))
+
+
+def solve_plan(
+    target_epsilon: float,
+    delta: float = 1e-5,
+    *,
+    dataset_size: int | None = None,
+    batch_size: int | None = None,
+    sample_rate: float | None = None,
+    epochs: float = 30,
+    batching: str = "poisson",
+    accountant: str | Accountant = "pld",
+    schedule: Schedule | str = "constant",
+    tol: float = TOL,
+    curve: bool = True,
+) -> Plan:
+    """Plan per-epoch noise so the run spends ``target_epsilon`` at ``delta``.
+
+    Args:
+        target_epsilon: budget epsilon (> 0).
+        delta: budget delta in (0, 1).
+        dataset_size, batch_size: N and B (q = B/N); or give ``sample_rate`` q.
+        epochs: number of epochs (may be fractional: the last epoch is then partial).
+        batching: ``"poisson"`` or ``"shuffle"`` (analysed by each accountant soundly).
+        accountant: a registered sound accountant name (``rdp``, ``ma``, ``cdp``, ``pld``)
+            or an object with ``name`` and ``epsilon(run, delta) -> EpsilonReport``.
+        schedule: a :class:`Schedule` or a schedule name (default parameters).
+        tol: acceptance window width; the plan spends epsilon in [target - tol, target]
+            (the window is narrowed to target/2 for targets below 2 tol).
+        curve: also compute the cumulative epsilon after each epoch.
+
+    Returns:
+        A :class:`Plan`. Raises :class:`InvalidParameterError` for bad input or an
+        infeasible target (too small for sigma_0 <= 1e4, too large for sigma_0 >= 0.01).
+    """
+    target = check_epsilon(target_epsilon)
+    if target <= 0:
+        raise InvalidParameterError("target epsilon must be > 0")
+    delta = check_delta(delta)
+    if not (tol > 0 and math.isfinite(tol)):
+        raise InvalidParameterError(f"tolerance must be > 0, got {tol!r}")
+    if batching not in BATCHINGS:
+        raise InvalidParameterError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}")
+    sched = make_schedule(schedule) if isinstance(schedule, str) else schedule
+    if not isinstance(sched, Schedule):
+        raise InvalidParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
+    name, acc = _resolve(accountant)
+    tol = min(tol, target / 2)
+
+    base = DpSgdRun.create(
+        noise_multiplier=1.0,
+        dataset_size=dataset_size,
+        batch_size=batch_size,
+        sample_rate=sample_rate,
+        epochs=epochs,
+        batching=batching,
+    )
+    shape = sched.shape(base.epochs)
+    shaped = base.with_noise(shape)
+    notes: list[str] = []
+
+    guess = _analytic_guess(shaped, target, delta)
+    slope = DEFAULT_SLOPE
+    n_pre = 0
+    constant = all(v == shape[0] for v in shape)
+    if name in _COSTLY or not constant:
+        # Pre-solve the constant-noise run with RDP (one segment: cheap) and map its sigma
+        # to the schedule by equal total zCDP-style cost, sum_t n_t / sigma_t^2.
+        try:
+            _, rdp = _resolve("rdp")
+            pre = find_scale(_evaluator(rdp, base, [1.0] * len(shape), delta), target, tol,
+                             _analytic_guess(base, target, delta), s_min=SCALE_MIN,
+                             s_max=SCALE_MAX)
+            guess = pre.best.s * _equivalent_factor(base, shape)
+            slope, n_pre = _slope(pre.evaluations), len(pre.evaluations)
+        except (ImportError, InvalidParameterError, OutOfValidityError):
+            pass  # RDP unavailable or out of range here: start from the analytic guess
+
+    res = find_scale(_evaluator(acc, base, shape, delta), target, tol, guess, slope=slope,
+                     s_min=SCALE_MIN, s_max=SCALE_MAX)
+    best = res.best
+    rep: EpsilonReport = best.payload
+    if not res.hit_window:
+        notes.append(
+            f"{name} epsilon jumps over the window [{target - tol:.6g}, {target:.6g}] "
+            f"(discretised accountant); the plan spends {best.epsilon:.6g} <= target"
+        )
+    notes.extend(rep.notes)
+    scale = best.s
+    run = base.with_noise([scale * v for v in shape])
+    cum = epsilon_curve(acc, run, delta) if curve else ()
+
+    rule = None
+    best_case = None
+    if isinstance(sched, ValidationDecay):
+        rule = ValidationRule(
+            initial_sigma=scale,
+            factor=sched.factor,
+            patience=sched.patience,
+            min_sigma=sched.min_ratio * scale,
+            worst_case=run.noise_multipliers,
+        )
+        best_case = acc.epsilon(base.with_noise([scale] * base.epochs), delta).epsilon
+        notes.append(
+            "validation schedule: epsilon is the worst case (decay at every opportunity); "
+            f"if sigma never decays the run spends {best_case:.4g}"
+        )
+    return Plan(
+        target_epsilon=target,
+        epsilon=float(rep.epsilon),
+        delta=delta,
+        schedule=sched,
+        scale=scale,
+        noise_multipliers=run.noise_multipliers,
+        cumulative_epsilon=cum,
+        accountant=name,
+        run=run,
+        runtime_rule=rule,
+        best_case_epsilon=best_case,
+        evaluations=n_pre + len(res.evaluations),
+        notes=tuple(notes),
+        report=rep,
+    )
+
+
+def compare_schedules(
+    target_epsilon: float,
+    delta: float = 1e-5,
+    *,
+    schedules: Sequence[Schedule | str] | None = None,
+    **kwargs: Any,
+) -> list[Plan]:
+    """Solve every schedule (default: each family with default parameters) for the same
+    budget and run; keyword arguments are those of :func:`solve_plan`."""
+    todo = list(schedules) if schedules is not None else list(SCHEDULES)
+    return [solve_plan(target_epsilon, delta, schedule=s, **kwargs) for s in todo]

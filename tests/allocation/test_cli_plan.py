@@ -1,0 +1,106 @@
+"""`dpaudit plan`: defaults, JSON keys, --out/--plot files, bad input, no torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from alloc_testlib import available_accountants
+from click.testing import CliRunner
+
+from cli.main import cli, main
+from dpaudit.allocation import Plan, account_plan
+
+pytestmark = pytest.mark.skipif(
+    not {"rdp", "pld"} <= set(available_accountants()), reason="accountants not present"
+)
+
+
+def _invoke(args):
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_plan_epsilon_only_uses_and_shows_defaults():
+    res = _invoke(["plan", "--epsilon", "2"])
+    assert res.exit_code == 0, res.output
+    out = res.output
+    for text in ("dataset size 60000", "batch size 256", "30 epochs", "delta = 1e-05",
+                 "batching poisson", "accountant: pld", "schedule: constant"):
+        assert text in out
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()[:1].isdigit()]
+    assert len(rows) == 30 and rows[-1][0] == "30"
+    assert 1.999 <= float(rows[-1][2]) <= 2.0
+
+
+def test_plan_json_keys_and_out_file(tmp_path):
+    path = tmp_path / "plan.json"
+    res = _invoke(["plan", "--epsilon", "3", "--json", "--out", str(path), "-a", "rdp",
+                   "--schedule", "exp", "--k", "0.05", "--epochs", "10"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    for key in ("epsilon", "delta", "schedule", "noise_multipliers", "accountant", "batching"):
+        assert key in out
+    assert out["schedule"] == "exp" and out["schedule_params"] == {"k": 0.05}
+    assert len(out["noise_multipliers"]) == 10 and out["accountant"] == "rdp"
+    assert 2.999 <= out["epsilon"] <= 3.0
+    plan = Plan.load(path)
+    assert plan.epsilon == out["epsilon"]
+    assert account_plan(plan).epsilon == plan.epsilon
+
+
+def test_validation_schedule_prints_runtime_rule():
+    res = _invoke(["plan", "--epsilon", "2", "-a", "rdp", "--schedule", "validation",
+                   "--factor", "0.8", "--patience", "2", "--epochs", "6"])
+    assert res.exit_code == 0, res.output
+    assert "runtime rule" in res.output and "best case" in res.output
+
+
+def test_compare_schedules_table_and_plot(tmp_path):
+    png = tmp_path / "cmp.png"
+    res = _invoke(["plan", "--epsilon", "2", "-a", "rdp", "--epochs", "3", "--sample-rate",
+                   "0.01", "--compare-schedules", "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    for name in ("constant", "time", "exp", "step", "poly", "validation"):
+        assert f"\n{name} " in res.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = _invoke(["plan", "--epsilon", "2", "-a", "rdp", "--epochs", "3", "--sample-rate",
+                   "0.01", "--compare-schedules", "--json"])
+    assert [p["schedule"] for p in json.loads(res.output)["schedules"]] == [
+        "constant", "time", "exp", "step", "poly", "validation"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--epsilon", "-1"],
+        ["plan", "--epsilon", "2", "--delta", "1.5"],
+        ["plan", "--epsilon", "2", "--batch-size", "0"],
+        ["plan", "--epsilon", "2", "--batch-size", "10", "--sample-rate", "0.1"],
+        ["plan", "--epsilon", "2", "--schedule", "exp", "--patience", "3"],
+        ["plan", "--epsilon", "1e-9", "-a", "rdp"],
+        ["plan", "--epsilon", "2", "--delta", "1e-12", "--epochs", "2"],  # pld refuses
+        ["plan", "--epsilon", "2", "-a", "rdp", "--out", "/nonexistent/dir/plan.json"],
+    ],
+)
+def test_bad_input_one_line_exit_2(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dpaudit: error: "), err
+    assert "Traceback" not in err
+
+
+def test_plan_never_imports_torch_or_scipy_optimize():
+    code = (
+        "import sys; from cli.main import main\n"
+        "try:\n    main(['plan', '--epsilon', '2', '--json'])\nexcept SystemExit:\n    pass\n"
+        "bad = [m for m in ('torch', 'scipy.optimize', 'scipy.stats') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["accountant"] == "pld"
