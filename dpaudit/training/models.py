@@ -1,0 +1,116 @@
+"""Model architectures of the reference trainer; every one is rebuildable from
+``(arch, input_shape, num_classes, arch_kwargs)`` as stored in a model file.
+
+* ``cnn``: the tanh CNN of Tramer & Boneh 2021 ("Differentially Private Learning Needs Better
+  Features (or Much More Data)", ICLR 2021, Table 9 / App. B, after Papernot et al. 2021):
+  conv 16 8x8 stride 2 pad 2, maxpool 2 stride 1, conv 32 4x4 stride 2, maxpool 2 stride 1,
+  fc 32, fc num_classes, tanh activations. That layout is for 28x28 inputs. For small inputs
+  (height or width < 16, e.g. the 8x8 digits) the kernels are scaled down -- conv 16 3x3
+  stride 1 pad 1, maxpool 2/1, conv 32 3x3 stride 2, maxpool 2/1 -- so that the feature maps
+  stay non-empty; the resolved values are returned in ``arch_kwargs`` of :func:`resolve_arch_kwargs`
+  and recorded in the model's metadata.
+* ``mlp``: flatten, ``hidden`` Linear+activation layers (default (512,): the 784-512-10 MLP of
+  the benchmark), Linear to the classes.
+* ``logreg``: flatten, one Linear layer (multinomial logistic regression).
+
+No architecture uses batch normalisation: it mixes examples, which per-example clipping (and
+hence DP-SGD's analysis) does not allow. GroupNorm is the per-example replacement.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from dpaudit.errors import InvalidParameterError
+
+ARCHS: tuple[str, ...] = ("cnn", "mlp", "logreg")
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
+
+_CNN_28 = {
+    "channels": [16, 32],
+    "kernels": [8, 4],
+    "strides": [2, 2],
+    "paddings": [2, 0],
+    "pool": 2,
+    "hidden": 32,
+    "activation": "tanh",
+    "groupnorm": 0,
+}
+_CNN_SMALL = {**_CNN_28, "kernels": [3, 3], "strides": [1, 2], "paddings": [1, 0]}
+
+
+def resolve_arch_kwargs(arch: str, input_shape: tuple[int, ...], **arch_kwargs: Any) -> dict:
+    """Fill in the defaults of ``arch`` for ``input_shape``; the result rebuilds the same model."""
+    if arch == "cnn":
+        base = _CNN_SMALL if min(input_shape[1:]) < 16 else _CNN_28
+        out = {**base, **arch_kwargs}
+    elif arch == "mlp":
+        out = {"hidden": [512], "activation": "relu", **arch_kwargs}
+        if isinstance(out["hidden"], int):
+            out["hidden"] = [out["hidden"]]
+    elif arch == "logreg":
+        out = dict(arch_kwargs)
+    else:
+        raise InvalidParameterError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
+    unknown = set(out) - set(
+        {"cnn": _CNN_28, "mlp": {"hidden": 0, "activation": 0}, "logreg": {}}[arch]
+    )
+    if unknown:
+        raise InvalidParameterError(f"unknown option(s) for model {arch!r}: {sorted(unknown)}")
+    if "activation" in out and out["activation"] not in _ACTIVATIONS:
+        raise InvalidParameterError(
+            f"unknown activation {out['activation']!r}; choose one of {', '.join(_ACTIVATIONS)}"
+        )
+    return out
+
+
+def build_model(
+    arch: str, input_shape: tuple[int, int, int], num_classes: int, **arch_kwargs: Any
+) -> nn.Module:
+    """Build ``arch`` ("cnn" | "mlp" | "logreg") for (C, H, W) inputs and ``num_classes``."""
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InvalidParameterError(f"input shape must be (C, H, W), got {input_shape!r}")
+    if int(num_classes) < 2:
+        raise InvalidParameterError(f"need at least 2 classes, got {num_classes!r}")
+    kw = resolve_arch_kwargs(arch, shape, **arch_kwargs)
+    flat = shape[0] * shape[1] * shape[2]
+    if arch == "logreg":
+        return nn.Sequential(nn.Flatten(), nn.Linear(flat, num_classes))
+    act = _ACTIVATIONS[kw["activation"]]
+    if arch == "mlp":
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = flat
+        for h in kw["hidden"]:
+            layers += [nn.Linear(width, int(h)), act()]
+            width = int(h)
+        layers.append(nn.Linear(width, num_classes))
+        return nn.Sequential(*layers)
+    # cnn
+    layers = []
+    c_in = shape[0]
+    for c, k, s, p in zip(kw["channels"], kw["kernels"], kw["strides"], kw["paddings"]):
+        layers.append(nn.Conv2d(c_in, int(c), int(k), stride=int(s), padding=int(p)))
+        if kw["groupnorm"]:
+            layers.append(nn.GroupNorm(min(int(kw["groupnorm"]), int(c)), int(c)))
+        layers += [act(), nn.MaxPool2d(int(kw["pool"]), 1)]
+        c_in = int(c)
+    features = nn.Sequential(*layers)
+    with torch.no_grad():
+        try:
+            n_feat = features(torch.zeros(1, *shape)).numel()
+        except RuntimeError as exc:
+            raise InvalidParameterError(
+                f"cnn layout does not fit {shape[1]}x{shape[2]} inputs: {exc}"
+            ) from None
+    return nn.Sequential(
+        *layers,
+        nn.Flatten(),
+        nn.Linear(n_feat, int(kw["hidden"])),
+        act(),
+        nn.Linear(int(kw["hidden"]), num_classes),
+    )
