@@ -1,0 +1,203 @@
+"""Membership-inference scores and their evaluation.
+
+* Loss-threshold attack (Yeom, Giacomelli, Fredrikson, Jha 2018, Sec. 3.2 "Adversary 2"):
+  an example is called a member when its cross-entropy loss under the target model is low;
+  the score is ``-loss`` so that higher means "member".  Sweeping the threshold gives the ROC.
+* Logit-scaled confidence (Carlini, Chien, Nasr, Song, Terzis, Tramer 2022, Sec. 4.2 / Eq. 4):
+  ``phi = log p_y - log sum_{y' != y} p_{y'}``, computed from logits as
+  ``z_y - logsumexp_{y' != y} z_{y'}`` (the softmax normaliser cancels), which is
+  approximately Gaussian across training runs and is what LiRA models.
+
+:func:`evaluate_scores` turns any member / non-member scores into a
+:class:`MembershipResult`: ROC metrics, the empirical epsilon lower bound with a valid
+threshold choice (:mod:`dpaudit.attacks.stats`), the caps the claimed (eps, delta) allows, and
+the verdict.  Scores, metrics and bounds are numpy; only the model evaluation uses torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dpaudit.attacks import stats
+from dpaudit.errors import InvalidParameterError
+
+
+# --------------------------------------------------------------------------- model outputs
+def predict_logits(model, x: np.ndarray, device: str = "cpu", batch_size: int = 512) -> np.ndarray:
+    """Logits (float64, shape (N, num_classes)) of ``model`` on images ``x`` (N, C, H, W).
+
+    The model is put in eval mode and run without gradients on ``device``.
+    """
+    import torch
+
+    if batch_size < 1:
+        raise InvalidParameterError("batch_size must be >= 1")
+    model.eval()
+    dev = torch.device(device)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xb = torch.as_tensor(np.asarray(x[i : i + batch_size]), dtype=torch.float32, device=dev)
+            out.append(model(xb).detach().to("cpu", torch.float64).numpy())
+    if not out:
+        return np.zeros((0, 0))
+    logits = np.concatenate(out)
+    if logits.ndim != 2:
+        raise InvalidParameterError(f"model output must be (N, classes) logits, got {logits.shape}")
+    return logits
+
+
+def _check_labels(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y).astype(np.int64).ravel()
+    if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
+        raise InvalidParameterError(
+            f"need one label per row of logits; got logits {logits.shape}, labels {y.shape}"
+        )
+    if y.size and (y.min() < 0 or y.max() >= logits.shape[1]):
+        raise InvalidParameterError(
+            f"labels must be in [0, {logits.shape[1]}) for a {logits.shape[1]}-class model"
+        )
+    return y
+
+
+def _logsumexp(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    zmax = np.max(z, axis=axis, keepdims=True)
+    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.squeeze(zmax, axis) + np.log(np.sum(np.exp(z - zmax), axis=axis))
+
+
+def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-example cross-entropy (nats): ``logsumexp(z) - z_y``."""
+    logits = np.asarray(logits, dtype=np.float64)
+    y = _check_labels(logits, y)
+    return _logsumexp(logits) - logits[np.arange(y.size), y]
+
+
+def logit_confidence(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Carlini et al. 2022's ``phi = log p_y - log sum_{y' != y} p_y'`` (nats), from logits.
+
+    Computed as ``z_y - logsumexp_{y' != y} z_y'``, exact and overflow-free for any logits.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    y = _check_labels(logits, y)
+    if logits.shape[1] < 2:
+        raise InvalidParameterError("logit-scaled confidence needs at least 2 classes")
+    idx = np.arange(y.size)
+    others = logits.copy()
+    others[idx, y] = -np.inf
+    return logits[idx, y] - _logsumexp(others)
+
+
+def loss_scores(model, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Yeom et al. 2018 loss-threshold scores: ``-cross_entropy`` (higher = "member")."""
+    return -cross_entropy(predict_logits(model, x, device), y)
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class MembershipResult:
+    """One membership attack's outcome against one target.
+
+    ``roc``: descriptive metrics (:class:`~dpaudit.attacks.stats.RocMetrics`).
+    ``bound``: the empirical epsilon lower bound (:class:`~dpaudit.attacks.stats.EpsilonLowerBound`)
+    at ``bound.confidence`` and the claimed delta (0 when there is no claim).
+    ``caps``: what the claimed (eps, delta) allows (``None`` without a claim).
+    ``verdict``: ``consistent`` / ``violation`` / ``no-claim``.
+    """
+
+    attack: str
+    member_scores: np.ndarray
+    nonmember_scores: np.ndarray
+    roc: stats.RocMetrics
+    bound: stats.EpsilonLowerBound
+    claimed_epsilon: float | None
+    claimed_delta: float | None
+    caps: dict | None
+    verdict: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self, curve: bool = False) -> dict:
+        """JSON-able summary; the keys are a public interface (``dpaudit attack --json``)."""
+        roc = self.roc.to_dict(curve=curve)
+        return {
+            "attack": self.attack,
+            "auc": roc["auc"],
+            "tpr_at_fpr": roc["tpr_at_fpr"],
+            "balanced_accuracy": roc["balanced_accuracy"],
+            "advantage": roc["advantage"],
+            "epsilon_lower_bound": self.bound.epsilon,
+            "confidence": self.bound.confidence,
+            "claimed_epsilon": self.claimed_epsilon,
+            "claimed_delta": self.claimed_delta,
+            "verdict": self.verdict,
+            "caps": self.caps,
+            "bound": self.bound.to_dict(),
+            "n_members": roc["n_members"],
+            "n_nonmembers": roc["n_nonmembers"],
+            "notes": list(self.notes) + roc["notes"] + list(self.bound.notes),
+            **({"roc": {"fpr": roc["fpr"], "tpr": roc["tpr"]}} if curve else {}),
+        }
+
+
+def evaluate_scores(
+    attack: str,
+    member_scores: np.ndarray,
+    nonmember_scores: np.ndarray,
+    *,
+    claimed_epsilon: float | None = None,
+    claimed_delta: float | None = None,
+    confidence: float = 0.95,
+    method: str = "bonferroni",
+    rng: np.random.Generator | int | None = 0,
+    notes: tuple[str, ...] = (),
+) -> MembershipResult:
+    """ROC metrics, epsilon lower bound (at the claimed delta, else 0), caps and verdict.
+
+    The verdict compares the bound (valid with probability >= ``confidence``) with the claim:
+    ``violation`` means the model leaks more than its claimed epsilon allows, at that
+    confidence; ``consistent`` means this attack found no evidence against the claim (it is
+    not a proof of privacy).
+    """
+    eps_c = None if claimed_epsilon is None else float(claimed_epsilon)
+    if eps_c is not None and (math.isnan(eps_c) or eps_c < 0):
+        raise InvalidParameterError(f"claimed epsilon must be >= 0, got {claimed_epsilon!r}")
+    delta = 0.0 if claimed_delta is None else float(claimed_delta)
+    roc = stats.roc_metrics(member_scores, nonmember_scores)
+    bound = stats.epsilon_lower_bound_from_scores(
+        member_scores, nonmember_scores, delta=delta, confidence=confidence, method=method, rng=rng
+    )
+    caps = stats.dp_caps(eps_c, claimed_delta) if eps_c is not None else None
+    return MembershipResult(
+        attack=attack,
+        member_scores=np.asarray(member_scores, dtype=np.float64),
+        nonmember_scores=np.asarray(nonmember_scores, dtype=np.float64),
+        roc=roc,
+        bound=bound,
+        claimed_epsilon=eps_c,
+        claimed_delta=None if claimed_delta is None else float(claimed_delta),
+        caps=caps,
+        verdict=stats.verdict(bound.epsilon, eps_c),
+        notes=tuple(notes),
+    )
+
+
+def loss_attack(
+    model,
+    members: tuple[np.ndarray, np.ndarray],
+    nonmembers: tuple[np.ndarray, np.ndarray],
+    *,
+    device: str = "cpu",
+    **evaluate_kwargs,
+) -> MembershipResult:
+    """Run the loss-threshold attack on ``(x, y)`` members and non-members and evaluate it.
+
+    ``evaluate_kwargs`` go to :func:`evaluate_scores` (claimed_epsilon, claimed_delta,
+    confidence, method, rng).
+    """
+    ms = loss_scores(model, members[0], members[1], device)
+    ns = loss_scores(model, nonmembers[0], nonmembers[1], device)
+    return evaluate_scores("loss", ms, ns, **evaluate_kwargs)

@@ -1,0 +1,334 @@
+"""Run the attacks on a :class:`~dpaudit.attacks.target.Target` and write the report.
+
+Several membership tests on one target: each test's epsilon bound is computed at confidence
+``1 - (1 - c) / A`` for A tests (Bonferroni), so the reported maximum over tests still holds
+with confidence ``c``.  The headline membership numbers (``membership.auc`` ...) are those of
+the test that gave the largest bound (ties: the larger AUC); all tests are listed under
+``membership.attacks``.
+
+Files (all written atomically): ``report.json`` (the same document ``--json`` prints),
+``roc.png`` (ROC curves on log-log axes, with the claimed (eps, delta) cap),
+``inversion.png`` (reconstructions above the members' class means) and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dpaudit.attacks import stats
+from dpaudit.attacks.inversion import InversionConfig, InversionResult, model_inversion
+from dpaudit.attacks.membership import MembershipResult, evaluate_scores, loss_scores
+from dpaudit.attacks.target import Target
+from dpaudit.errors import DPAuditError, InvalidParameterError
+from dpaudit.io import atomic_path, atomic_write_text
+
+ATTACKS: tuple[str, ...] = ("loss", "lira", "inversion")
+DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "inversion")
+
+
+@dataclass(frozen=True)
+class AttackOptions:
+    """What to run and how.  ``attacks``: subset of :data:`ATTACKS`; ``shadow_models``: K for
+    LiRA; ``confidence``: of every epsilon bound (overall, after the Bonferroni split);
+    ``method``: threshold selection ("bonferroni" | "split"); ``workers``: shadow-training
+    processes (<= 1: in this process)."""
+
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    shadow_models: int = 8
+    confidence: float = 0.95
+    method: str = "bonferroni"
+    device: str = "cpu"
+    workers: int | None = None
+    progress: bool = False
+    seed: int = 0
+    inversion: InversionConfig = field(default_factory=InversionConfig)
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.attacks if a not in ATTACKS]
+        if bad or not self.attacks:
+            raise InvalidParameterError(f"unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
+        if not 0 < self.confidence < 1:
+            raise InvalidParameterError(f"confidence must be in (0, 1), got {self.confidence!r}")
+        if "lira" in self.attacks and self.shadow_models < 2:
+            raise InvalidParameterError("LiRA needs --shadow-models >= 2")
+        if self.method not in stats.METHODS:
+            raise InvalidParameterError(f"method must be one of {', '.join(stats.METHODS)}")
+
+
+@dataclass(frozen=True)
+class AttackReport:
+    """Everything the attacks found.  ``membership``: test name -> result (in run order);
+    ``primary``: the headline test; ``inversion``: MI-FACE result or None."""
+
+    target: str
+    dataset: str | None
+    membership: dict[str, MembershipResult]
+    primary: str | None
+    inversion: InversionResult | None
+    confidence: float
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """JSON-able report; key names are a public interface (see docs/attacks.md)."""
+        mem = None
+        if self.membership:
+            head = self.membership[self.primary].to_dict()
+            mem = {
+                "attack": self.primary,
+                "auc": head["auc"],
+                "tpr_at_fpr": head["tpr_at_fpr"],
+                "balanced_accuracy": head["balanced_accuracy"],
+                "advantage": head["advantage"],
+                "epsilon_lower_bound": head["epsilon_lower_bound"],
+                "confidence": self.confidence,
+                "claimed_epsilon": head["claimed_epsilon"],
+                "claimed_delta": head["claimed_delta"],
+                "verdict": head["verdict"],
+                "caps": head["caps"],
+                "n_members": head["n_members"],
+                "n_nonmembers": head["n_nonmembers"],
+                "attacks": {k: v.to_dict() for k, v in self.membership.items()},
+            }
+        return {
+            "target": self.target,
+            "dataset": self.dataset,
+            "membership": mem,
+            "inversion": self.inversion.to_dict() if self.inversion is not None else None,
+            "notes": list(self.notes),
+        }
+
+
+def run_attacks(
+    target: Target, options: AttackOptions = AttackOptions(), executor: cf.Executor | None = None
+) -> AttackReport:
+    """Run the chosen attacks.  ``executor`` (optional) trains LiRA's shadow models."""
+    notes = list(target.notes)
+    scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if "loss" in options.attacks:
+        scores["loss"] = (
+            loss_scores(target.model, *target.members, options.device),
+            loss_scores(target.model, *target.nonmembers, options.device),
+        )
+    if "lira" in options.attacks:
+        if target.config is None or target.member_idx is None or target.nonmember_idx is None:
+            notes.append(
+                "LiRA skipped: it needs a dpaudit model file (training configuration) with "
+                "held-out train examples"
+            )
+        else:
+            from dpaudit.attacks.lira import lira
+
+            res = lira(
+                target.model, target.config, target.member_idx, target.nonmember_idx,
+                n_shadows=options.shadow_models, seed=options.seed, device=options.device,
+                executor=executor, workers=options.workers, progress=options.progress,
+                dataset=target.dataset,
+            )
+            scores["lira_online"] = (res.online_members, res.online_nonmembers)
+            scores["lira_offline"] = (res.offline_members, res.offline_nonmembers)
+            notes.append(
+                f"LiRA: {res.n_shadows} shadow models, "
+                f"{'global' if res.global_variance else 'per-example'} variance"
+            )
+    membership: dict[str, MembershipResult] = {}
+    primary = None
+    if scores:
+        per_test = 1.0 - (1.0 - options.confidence) / len(scores)
+        split_note = (
+            (f"confidence {options.confidence:g} Bonferroni-split over {len(scores)} membership "
+             f"tests: each bound at {per_test:.6g}",)
+            if len(scores) > 1 else ()
+        )
+        for name, (ms, ns) in scores.items():
+            membership[name] = evaluate_scores(
+                name, ms, ns, claimed_epsilon=target.claimed_epsilon,
+                claimed_delta=target.claimed_delta, confidence=per_test, method=options.method,
+                rng=options.seed, notes=split_note,
+            )
+        primary = max(
+            membership, key=lambda k: (membership[k].bound.epsilon, membership[k].roc.auc)
+        )
+    inversion = None
+    if "inversion" in options.attacks:
+        inversion = model_inversion(
+            target.model, target.members, target.heldout, target.num_classes, test=target.test,
+            config=options.inversion, device=options.device, seed=options.seed,
+        )
+    return AttackReport(
+        target=target.name,
+        dataset=None if target.metadata is None else target.metadata.get("dataset"),
+        membership=membership,
+        primary=primary,
+        inversion=inversion,
+        confidence=options.confidence,
+        notes=tuple(notes),
+    )
+
+
+# --------------------------------------------------------------------------- output files
+def _clean(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    return obj
+
+
+def report_json(report: AttackReport) -> str:
+    """The report as JSON text (non-finite floats become null)."""
+    return json.dumps(_clean(report.to_dict()), indent=2)
+
+
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported only when plotting)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise DPAuditError(
+            "writing a report needs matplotlib: pip install 'dpaudit[plot]'"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(report: AttackReport, path: str | Path) -> None:
+    """ROC curves of every membership test on log-log axes, the chance line, and the
+    (eps, delta) cap TPR <= min(e^eps FPR + delta, ...) of the claim; saved atomically."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    floor = 1e-4
+    for name, res in report.membership.items():
+        fpr, tpr = np.maximum(res.roc.fpr, floor), np.maximum(res.roc.tpr, floor)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {res.roc.auc:.3f}, eps_lb {res.bound.epsilon:.2f})")
+    grid = np.logspace(-4, 0, 200)
+    ax.plot(grid, grid, "k:", lw=1, label="chance")
+    first = next(iter(report.membership.values()), None)
+    if first is not None and first.claimed_epsilon is not None and math.isfinite(first.claimed_epsilon):
+        cap = stats.dp_tpr_cap(grid, first.claimed_epsilon, first.claimed_delta or 0.0)
+        ax.plot(grid, cap, "r--", lw=1, label=f"cap of claimed eps={first.claimed_epsilon:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1)
+    ax.set_ylim(floor, 1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("membership inference ROC")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def plot_inversion(result: InversionResult, path: str | Path) -> None:
+    """Grid: top row the MI-FACE reconstructions, bottom row the members' class means."""
+    plt = _pyplot()
+    k = len(result.reconstructions)
+    fig, axes = plt.subplots(2, k, figsize=(1.2 * k, 2.8), squeeze=False)
+    for i in range(k):
+        for row, img in ((0, result.reconstructions[i]), (1, result.class_means[i])):
+            ax = axes[row][i]
+            im = np.nan_to_num(np.asarray(img, dtype=np.float64))
+            im = im[0] if im.shape[0] == 1 else np.transpose(im, (1, 2, 0))
+            ax.imshow(im, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0][i].set_title(str(i), fontsize=8)
+    axes[0][0].set_ylabel("MI-FACE", fontsize=8)
+    axes[1][0].set_ylabel("class mean", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def report_markdown(report: AttackReport) -> str:
+    """A short human-readable summary (see docs/attacks.md for how to read each number)."""
+    d = report.to_dict()
+    lines = [f"# Attack report: {report.target}", ""]
+    m = d["membership"]
+    if m is not None:
+        ce = m["claimed_epsilon"]
+        lines += [
+            "## Membership inference",
+            "",
+            f"- headline test: **{m['attack']}**; verdict: **{m['verdict']}**",
+            f"- empirical epsilon lower bound: **{m['epsilon_lower_bound']:.3f}** "
+            f"(confidence {m['confidence']:g}) vs claimed epsilon "
+            f"{'none' if ce is None else f'{ce:.3f}'}"
+            + ("" if m["claimed_delta"] is None else f" at delta {m['claimed_delta']:g}"),
+            f"- AUC {m['auc']:.4f}, advantage {m['advantage']:.4f}, balanced accuracy "
+            f"{m['balanced_accuracy']:.4f}",
+            "- TPR at FPR: "
+            + ", ".join(f"{k}: {v:.4f}" for k, v in m["tpr_at_fpr"].items()),
+            "",
+            "| test | AUC | TPR@0.1% | advantage | eps_lb | verdict |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, a in m["attacks"].items():
+            lines.append(
+                f"| {name} | {a['auc']:.4f} | {a['tpr_at_fpr'].get('0.001', float('nan')):.4f} | "
+                f"{a['advantage']:.4f} | {a['epsilon_lower_bound']:.3f} | {a['verdict']} |"
+            )
+        if m["caps"]:
+            c = m["caps"]
+            auc_gdp = c["auc_gdp"]
+            lines += [
+                "",
+                f"Caps of the claim (eps={c['epsilon']:.3g}, delta={c['delta']:g}): AUC <= "
+                f"{c['auc']:.4f} (GDP approximation {'n/a' if auc_gdp is None else f'{auc_gdp:.4f}'}), "
+                f"advantage <= {c['advantage']:.4f}, TPR at FPR 0.1% <= "
+                f"{c['tpr_at_fpr'].get('0.001', float('nan')):.4f}.",
+            ]
+        head_notes = m["attacks"][m["attack"]]["notes"]
+        if head_notes:
+            lines += [""] + [f"- note: {n}" for n in head_notes]
+        lines += ["", "![ROC](roc.png)", ""]
+    inv = d["inversion"]
+    if inv is not None:
+        lines += [
+            "## Model inversion (MI-FACE)",
+            "",
+            f"- evaluation-classifier accuracy on reconstructions: **{inv['eval_accuracy']:.3f}** "
+            f"(chance {1 / len(inv['per_class']['mse']):.3f}; classifier's own accuracy "
+            f"{inv['eval_classifier_accuracy']:.3f})",
+            f"- MSE to members' class means {inv['mse']:.4f} (baseline {inv['baseline_mse']:.4f}); "
+            f"SSIM {inv['ssim']:.4f} (baseline {inv['baseline_ssim']:.4f})",
+            "",
+            "![inversion](inversion.png)",
+            "",
+        ]
+    if d["notes"]:
+        lines += ["## Notes", ""] + [f"- {n}" for n in d["notes"]] + [""]
+    return "\n".join(lines)
+
+
+def write_report(report: AttackReport, directory: str | Path) -> list[Path]:
+    """Write report.json, roc.png, inversion.png (when run) and report.md into ``directory``
+    (created if missing); returns the paths written."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    atomic_write_text(out / "report.json", report_json(report) + "\n")
+    written.append(out / "report.json")
+    if report.membership:
+        plot_roc(report, out / "roc.png")
+        written.append(out / "roc.png")
+    if report.inversion is not None:
+        plot_inversion(report.inversion, out / "inversion.png")
+        written.append(out / "inversion.png")
+    atomic_write_text(out / "report.md", report_markdown(report))
+    written.append(out / "report.md")
+    return written

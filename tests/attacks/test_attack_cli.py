@@ -1,0 +1,177 @@
+"""`dpaudit attack`: JSON keys, report files, third-party models, untrusted-file refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from cli.main import main
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, digits):
+    from dpaudit.training import TrainConfig, save_model, train
+
+    cfg = TrainConfig(arch="logreg", no_privacy=True, epochs=5, batch_size=32, lr=0.5,
+                      member_fraction=0.5, threads=1)
+    res = train(cfg, dataset=digits, progress=False)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    save_model(path, res.model, res.metadata)
+    return path, res
+
+
+def _run(argv, capsys):
+    code = 0
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_json_keys_and_report(model_file, tmp_path, capsys):
+    path, _ = model_file
+    rep = tmp_path / "rep"
+    code, out, err = _run(
+        ["attack", path, "--json", "--inversion-iters", "30", "--report", rep], capsys
+    )
+    assert code == 0, err
+    d = json.loads(out)
+    m = d["membership"]
+    for key in ("auc", "tpr_at_fpr", "epsilon_lower_bound", "claimed_epsilon", "verdict"):
+        assert key in m
+    assert set(m["tpr_at_fpr"]) == {"0.1", "0.01", "0.001"}
+    assert m["claimed_epsilon"] is None and m["verdict"] == "no-claim"
+    assert abs(m["n_members"] - m["n_nonmembers"]) <= 1  # member_fraction 0.5
+    for key in ("eval_accuracy", "mse", "ssim"):
+        assert key in d["inversion"]
+    for name in ("report.json", "roc.png", "inversion.png", "report.md"):
+        assert (rep / name).stat().st_size > 0
+    assert json.loads((rep / "report.json").read_text())["membership"]["auc"] == m["auc"]
+    assert not [p for p in rep.iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_all_attacks_split_confidence(model_file, capsys):
+    code, out, err = _run(
+        ["attack", model_file[0], "--attack", "all", "-k", "2", "--workers", "1",
+         "--inversion-iters", "20", "--json", "--confidence", "0.9"],
+        capsys,
+    )
+    assert code == 0, err
+    m = json.loads(out)["membership"]
+    assert set(m["attacks"]) == {"loss", "lira_online", "lira_offline"}
+    assert m["confidence"] == 0.9
+    for a in m["attacks"].values():
+        assert a["confidence"] == pytest.approx(1 - 0.1 / 3)  # Bonferroni over the 3 tests
+    assert m["epsilon_lower_bound"] == max(a["epsilon_lower_bound"] for a in m["attacks"].values())
+    code, _, err = _run(["attack", model_file[0], "--attack", "lira", "-k", "1"], capsys)
+    assert code == 2 and "shadow-models" in err
+
+
+def test_text_output_loss_only(model_file, capsys):
+    code, out, err = _run(["attack", model_file[0], "--attack", "loss"], capsys)
+    assert code == 0, err
+    assert "verdict: no-claim" in out and "inversion" not in out
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.mkdir, ("PWNED_DIR",))
+
+
+def test_refuses_arbitrary_unpickling(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "dpaudit-model/1", "payload": _Evil()}, bad)
+    code, out, err = _run(["attack", bad], capsys)
+    assert code == 2
+    assert err.startswith("dpaudit: error: refusing to load") and "arbitrary unpickling" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "PWNED_DIR").exists()  # nothing in the file ran
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"garbage that is not a model", pickle.dumps([1, 2], protocol=2)],
+    ids=["empty", "garbage", "plain-pickle"],
+)
+def test_corrupt_and_missing_files(tmp_path, capsys, content):
+    f = tmp_path / "m.pt"
+    f.write_bytes(content)
+    code, _, err = _run(["attack", f], capsys)
+    assert code == 2 and err.startswith("dpaudit: error:") and len(err.strip().splitlines()) == 1
+    code, _, err = _run(["attack", tmp_path / "nope.pt"], capsys)
+    assert code == 2 and "file not found" in err
+
+
+def _npz(tmp_path, digits, idx, name):
+    p = tmp_path / name
+    np.savez(p, x=digits.x_train[idx], y=digits.y_train[idx])
+    return p
+
+
+def test_third_party_state_dict_and_torchscript(model_file, digits, tmp_path, capsys):
+    path, res = model_file
+    split = res.metadata["split"]
+    mem = _npz(tmp_path, digits, split["member_indices"][:100], "mem.npz")
+    non = _npz(tmp_path, digits, split["nonmember_indices"][:100], "non.npz")
+    sd = tmp_path / "sd.pt"
+    torch.save(res.model.state_dict(), sd)
+    code, out, err = _run(
+        ["attack", sd, "--members", mem, "--non-members", non, "--arch", "logreg",
+         "--attack", "loss", "--json", "--claimed-epsilon", "1.0", "--claimed-delta", "1e-5"],
+        capsys,
+    )
+    assert code == 0, err
+    d = json.loads(out)["membership"]
+    assert d["claimed_epsilon"] == 1.0 and d["verdict"] in ("consistent", "violation")
+    assert d["n_members"] == 100
+    ts = tmp_path / "ts.pt"
+    torch.jit.trace(res.model, torch.zeros(1, 1, 8, 8)).save(str(ts))
+    code2, out2, err2 = _run(
+        ["attack", ts, "--members", mem, "--non-members", non, "--attack", "loss", "--json"],
+        capsys,
+    )
+    assert code2 == 0, err2
+    assert json.loads(out2)["membership"]["auc"] == pytest.approx(d["auc"], abs=1e-6)
+    # wrong architecture -> one readable line
+    code3, _, err3 = _run(
+        ["attack", sd, "--members", mem, "--non-members", non, "--arch", "mlp"], capsys
+    )
+    assert code3 == 2 and "do not fit --arch mlp" in err3
+    code4, _, err4 = _run(["attack", sd, "--members", mem], capsys)
+    assert code4 == 2 and "--non-members" in err4
+    code5, _, err5 = _run(["attack", sd, "--members", mem, "--non-members", non], capsys)
+    assert code5 == 2 and "--arch" in err5
+    code6, _, err6 = _run(["attack", sd], capsys)  # a bare state_dict without data
+    assert code6 == 2 and "not a dpaudit model file" in err6
+
+
+def test_unavailable_device(model_file, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    code, _, err = _run(["attack", model_file[0], "--device", "cuda"], capsys)
+    assert code == 2 and "CUDA is not available" in err
+
+
+def test_dp_model_file_verdict(digits, tmp_path, capsys):
+    from dpaudit.training import TrainConfig, save_model, train
+
+    cfg = TrainConfig(arch="logreg", epsilon=1.0, epochs=3, batch_size=64, member_fraction=0.5,
+                      threads=1, seed=5)
+    res = train(cfg, dataset=digits, progress=False)
+    path = tmp_path / "dp.pt"
+    save_model(path, res.model, res.metadata)
+    code, out, err = _run(["attack", path, "--attack", "loss", "--json"], capsys)
+    assert code == 0, err
+    m = json.loads(out)["membership"]
+    assert m["claimed_epsilon"] == pytest.approx(res.metadata["epsilon"])
+    assert m["claimed_delta"] == res.metadata["delta"]
+    assert m["verdict"] == "consistent" and m["epsilon_lower_bound"] <= m["claimed_epsilon"]
+    assert m["caps"]["auc"] >= m["auc"]

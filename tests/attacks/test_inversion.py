@@ -1,0 +1,86 @@
+"""MI-FACE (Fredrikson et al. 2015) and the numpy SSIM (Wang et al. 2004)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dpaudit.attacks.inversion import InversionConfig, mi_face, model_inversion, ssim
+from dpaudit.errors import InvalidParameterError
+
+torch = pytest.importorskip("torch")
+
+
+def test_ssim_identity_symmetry_and_noise():
+    rng = np.random.default_rng(0)
+    a = rng.random((1, 16, 16))
+    assert ssim(a, a) == pytest.approx(1.0)
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1)
+    c = np.clip(a + rng.normal(0, 0.3, a.shape), 0, 1)
+    assert ssim(a, b) == pytest.approx(ssim(b, a))
+    assert 1 > ssim(a, b) > ssim(a, c)
+    with pytest.raises(InvalidParameterError):
+        ssim(a, a[:, :8])
+
+
+def test_ssim_single_window_by_hand():
+    # 7x7 images -> one 7x7 Gaussian window: Eq. 13 of Wang et al. with weighted moments.
+    rng = np.random.default_rng(1)
+    x, y = rng.random((7, 7)), rng.random((7, 7))
+    ax = np.arange(7) - 3.0
+    g = np.exp(-(ax**2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    mx, my = (w * x).sum(), (w * y).sum()
+    vx, vy = (w * (x - mx) ** 2).sum(), (w * (y - my) ** 2).sum()
+    cxy = (w * (x - mx) * (y - my)).sum()
+    c1, c2 = 0.01**2, 0.03**2
+    ref = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    assert ssim(x, y) == pytest.approx(ref, rel=1e-10)
+
+
+def _linear_model(weight, bias=None):
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(weight.shape[1], weight.shape[0]))
+    with torch.no_grad():
+        m[1].weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+        m[1].bias.zero_() if bias is None else m[1].bias.copy_(torch.as_tensor(bias))
+    return m
+
+
+def test_mi_face_reaches_gamma_on_linear_model():
+    # Class l scores pixel l: the reconstruction must light up pixel l (and reach 1-gamma).
+    w = np.eye(4) * 20.0
+    m = _linear_model(w)
+    rec, cost, iters, why = mi_face(m, [0, 1, 2, 3], (1, 2, 2), InversionConfig(gamma=0.05, lr=1.0))
+    assert why == ("gamma",) * 4 and np.all(cost <= 0.05)
+    flat = rec.reshape(4, -1)
+    assert np.all(flat.argmax(1) == np.arange(4))
+    assert rec.min() >= 0 and rec.max() <= 1  # Process = clip to [0, 1]
+    assert all(p.requires_grad for p in m.parameters())  # parameters restored
+
+
+def test_mi_face_stops_without_progress_and_at_max_iter():
+    flat = _linear_model(np.zeros((3, 4)))  # constant model: cost never improves
+    _, cost, iters, why = mi_face(flat, [0, 1], (1, 2, 2), InversionConfig(patience=10))
+    assert why == ("no_progress",) * 2 and np.all(iters == 10)
+    assert np.allclose(cost, 2 / 3)
+    slow = _linear_model(np.eye(4)[:3] * 0.01)
+    _, _, iters, why = mi_face(slow, [0], (1, 2, 2), InversionConfig(max_iter=7, lr=1e-4))
+    assert why == ("max_iter",) and iters[0] == 7
+
+
+def test_model_inversion_end_to_end(digits, small_split, overfit_model):
+    mem, non = small_split
+    res = model_inversion(
+        overfit_model.model,
+        (digits.x_train[mem], digits.y_train[mem]),
+        (digits.x_train[non], digits.y_train[non]),
+        10,
+        test=(digits.x_test, digits.y_test),
+        config=InversionConfig(max_iter=300),
+    )
+    assert res.reconstructions.shape == (10, 1, 8, 8)
+    assert res.class_means.shape == (10, 1, 8, 8)
+    assert 0 <= res.eval_accuracy <= 1 and res.eval_classifier_accuracy > 0.8
+    d = res.to_dict()
+    assert np.isfinite(d["mse"]) and -1 <= d["ssim"] <= 1
+    assert np.all(res.confidences > 0.5)  # the target model is fooled into its class
