@@ -1,0 +1,409 @@
+"""What an audited trainer must expose: its claim and its per-step release.
+
+The audit never reads a trainer's source. It talks to a :class:`TrainerAdapter`:
+
+* :meth:`TrainerAdapter.claim` -- the privacy claim (ε, δ) and the parameters it was derived
+  from (sample rate q, noise multiplier σ, clip norm C, steps, batching, ...), as a
+  :class:`Claim`.
+* :meth:`TrainerAdapter.privatized_gradient` -- **the white-box step**: given a model, a batch
+  and a loss, return the noisy update direction the optimizer would apply, flattened over the
+  trainable parameters (for DP-SGD: ``(Σ_i clip_C(∇ℓ_i) + N(0, σ²C²I)) / B_expected``,
+  Abadi et al. 2016, Alg. 1). The noise must be drawn from the ``generator`` argument (the
+  audit seeds one generator per simulated training run); a trainer that ignores it is still
+  audited, but the exact (noise-cancelling) probes become statistical or inconclusive.
+* optional :meth:`sample_batches` (the trainer's own batch sampler, over dataset indices) and
+  :meth:`per_sample_gradients` (its per-example gradient engine, unclipped).
+
+Loss convention (the reference trainer's): ``loss_fn(output, target)`` returns one loss per
+example, shape ``(B,)`` (e.g. ``cross_entropy(..., reduction="none")``); the per-example
+gradient of example i is ∇ loss_fn(model(x_i[None]), y_i[None]).sum(). The batch objective is
+their mean (Opacus, ``loss_reduction="mean"``) or their sum (clipping engines).
+
+Adapters shipped here: :class:`StepAdapter` (wrap plain callables -- the quickest way to put
+a custom trainer under audit), :class:`ReferenceAdapter` (dpaudit's trainer) and
+:class:`OpacusAdapter` (Opacus ``PrivacyEngine``; needs the ``opacus`` extra).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from dpaudit.accounting.events import BATCHINGS, DpSgdRun, check_delta, check_epsilon
+from dpaudit.errors import InvalidParameterError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A trainer's privacy claim and the mechanism parameters behind it.
+
+    Attributes:
+        epsilon, delta: the claimed (ε, δ) for the whole run (δ in (0, 1)).
+        sample_rate: q, the per-step inclusion probability (Poisson) or B/N (shuffle).
+        noise_multiplier: σ = noise standard deviation / C (constant over the run).
+        clip: C, the per-example L2 clipping norm (> 0).
+        steps: number of noisy releases T.
+        batching: ``"poisson"`` or ``"shuffle"`` -- what the trainer says it does.
+        dataset_size: N (needed by the sampler probe; defaults to round(1/q)).
+        expected_batch_size: the divisor of the noisy sum; defaults to q·N.
+        lr: learning rate (the update is ``-lr * privatized_gradient``); informative only.
+    """
+
+    epsilon: float
+    delta: float
+    sample_rate: float
+    noise_multiplier: float
+    clip: float
+    steps: int
+    batching: str = "poisson"
+    dataset_size: int | None = None
+    expected_batch_size: float | None = None
+    lr: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_epsilon(self.epsilon)
+        check_delta(self.delta)
+        q = float(self.sample_rate)
+        if not (0.0 < q <= 1.0):
+            raise InvalidParameterError(f"claimed sample rate must be in (0, 1], got {self.sample_rate!r}")
+        s = float(self.noise_multiplier)
+        if not (s > 0.0) or not math.isfinite(s):
+            raise InvalidParameterError(f"claimed noise multiplier must be finite and > 0, got {self.noise_multiplier!r}")
+        c = float(self.clip)
+        if not (c > 0.0) or not math.isfinite(c):
+            raise InvalidParameterError(f"claimed clip norm must be finite and > 0, got {self.clip!r}")
+        if int(self.steps) != self.steps or self.steps < 1:
+            raise InvalidParameterError(f"claimed steps must be a positive integer, got {self.steps!r}")
+        if self.batching not in BATCHINGS:
+            raise InvalidParameterError(f"batching must be one of {BATCHINGS}, got {self.batching!r}")
+        if self.dataset_size is None:
+            object.__setattr__(self, "dataset_size", max(1, round(1.0 / q)))
+        if int(self.dataset_size) < 1:  # type: ignore[arg-type]
+            raise InvalidParameterError(f"dataset size must be >= 1, got {self.dataset_size!r}")
+        object.__setattr__(self, "dataset_size", int(self.dataset_size))  # type: ignore[arg-type]
+        if self.expected_batch_size is None:
+            object.__setattr__(self, "expected_batch_size", q * self.dataset_size)
+        b = float(self.expected_batch_size)  # type: ignore[arg-type]
+        if not (b > 0.0) or not math.isfinite(b):
+            raise InvalidParameterError(f"expected batch size must be > 0, got {self.expected_batch_size!r}")
+        object.__setattr__(self, "expected_batch_size", b)
+
+    @property
+    def batch_size(self) -> int:
+        """The (rounded) batch size: B for shuffling, round(q·N) for Poisson."""
+        return max(1, round(self.sample_rate * self.dataset_size))  # type: ignore[operator]
+
+    @property
+    def update_noise_std(self) -> float:
+        """Per-coordinate standard deviation of the released update on zero gradients: σC/B."""
+        return self.noise_multiplier * self.clip / self.expected_batch_size  # type: ignore[operator]
+
+    def to_run(self, batching: str | None = None) -> DpSgdRun:
+        """The claimed mechanism as a :class:`DpSgdRun` (under ``batching``, default the
+        claimed one) -- what the re-accounting check hands to the accountants."""
+        b = batching or self.batching
+        n = self.dataset_size
+        bs = self.batch_size
+        if b == "shuffle" and bs <= n:  # type: ignore[operator]
+            return DpSgdRun.create(
+                noise_multiplier=self.noise_multiplier, dataset_size=n, batch_size=bs,
+                steps=self.steps, batching="shuffle",
+            )
+        return DpSgdRun.create(
+            noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+            dataset_size=n, steps=self.steps, batching="poisson",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> Claim:
+        """The claim a model trained by ``dpaudit train`` makes (its metadata: ``epsilon``,
+        ``delta``, ``clip`` and the privacy ledger). Refuses (OutOfValidityError) a run whose
+        noise multiplier or sample rate changed over training: a single-σ claim would then
+        misdescribe it in one direction or the other."""
+        from dpaudit.errors import OutOfValidityError
+
+        led = metadata.get("ledger") if isinstance(metadata, dict) else None
+        if not led or not metadata.get("private", True) or metadata.get("epsilon") is None:
+            raise InvalidParameterError("the model metadata holds no privacy claim (trained without privacy?)")
+        try:
+            entries = led["entries"]
+            sigmas = {float(e["sigma"]) for e in entries}
+            qs = {float(e["q"]) for e in entries}
+            clips = {float(e["clip"]) for e in entries}
+            if len(sigmas) != 1 or len(qs) != 1 or len(clips) != 1:
+                raise OutOfValidityError(
+                    "the run changed sigma, q or C during training; the audit's claim has one of each "
+                    "(audit with explicit --noise-multiplier for the smallest sigma instead)")
+            return cls(
+                epsilon=float(metadata["epsilon"]), delta=float(metadata["delta"]), sample_rate=qs.pop(),
+                noise_multiplier=sigmas.pop(), clip=clips.pop(), steps=int(led["steps"]),
+                batching=str(led["batching"]), dataset_size=int(led["dataset_size"]),
+                expected_batch_size=float(led["batch_size"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, (InvalidParameterError, OutOfValidityError)):
+                raise
+            raise InvalidParameterError(f"model metadata has no usable ledger: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Claim:
+        try:
+            return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
+        except TypeError as exc:
+            raise InvalidParameterError(f"not a valid claim: {exc}") from None
+
+
+@runtime_checkable
+class TrainerAdapter(Protocol):
+    """The interface an audited trainer implements (see the module docstring).
+
+    Only :meth:`claim` and :meth:`privatized_gradient` are required. Optional methods, looked
+    up with ``getattr``: ``sample_batches(dataset_size, steps, seed) -> list[np.ndarray]``
+    (index arrays into ``range(dataset_size)``) and ``per_sample_gradients(model, x, y,
+    loss_fn) -> Tensor`` of shape ``(B, P)`` (unclipped, flattened). A probe that needs a
+    missing method answers ``inconclusive``, never ``pass``.
+    """
+
+    name: str
+
+    def claim(self) -> Claim: ...
+
+    def privatized_gradient(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        loss_fn: LossFn,
+        generator: torch.Generator,
+        step: int = 0,
+    ) -> torch.Tensor: ...
+
+
+def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Concatenate per-parameter tensors into one flat float64 CPU vector."""
+    return torch.cat([t.detach().reshape(-1).to("cpu", torch.float64) for t in tensors])
+
+
+def to_flat(update: Any) -> torch.Tensor:
+    """Accept a flat tensor or a list of per-parameter tensors; return a flat float64 vector."""
+    if isinstance(update, torch.Tensor):
+        return update.detach().reshape(-1).to("cpu", torch.float64)
+    if isinstance(update, (list, tuple)):
+        return flat(update)
+    raise InvalidParameterError(
+        f"privatized_gradient must return a tensor or a list of tensors, got {type(update).__name__}"
+    )
+
+
+def has_method(adapter: Any, name: str) -> bool:
+    return callable(getattr(adapter, name, None))
+
+
+# --------------------------------------------------------------------------- generic wrapper
+@dataclass
+class StepAdapter:
+    """Wrap plain callables as a :class:`TrainerAdapter`.
+
+    ``step_fn(model, x, y, *, loss_fn, generator, step, claim)`` returns the noisy update
+    (flat tensor or list of per-parameter tensors). ``sampler(dataset_size, steps, seed)`` and
+    ``per_sample_fn(model, x, y, loss_fn)`` are optional. For process executors every callable
+    must be picklable (module-level functions).
+    """
+
+    claimed: Claim
+    step_fn: Callable[..., Any]
+    sampler: Callable[[int, int, int], list[np.ndarray]] | None = None
+    per_sample_fn: Callable[..., torch.Tensor] | None = None
+    name: str = "custom"
+    device: str = "cpu"
+
+    def claim(self) -> Claim:
+        return self.claimed
+
+    def privatized_gradient(self, model, x, y, *, loss_fn, generator, step=0):  # noqa: D401
+        return to_flat(
+            self.step_fn(model, x, y, loss_fn=loss_fn, generator=generator, step=step, claim=self.claimed)
+        )
+
+    def __getattr__(self, item: str) -> Any:
+        # Expose optional methods only when the callables exist (so has_method() is honest).
+        if item == "sample_batches" and self.__dict__.get("sampler") is not None:
+            return self.__dict__["sampler"]
+        if item == "per_sample_gradients" and self.__dict__.get("per_sample_fn") is not None:
+            return self.__dict__["per_sample_fn"]
+        raise AttributeError(item)
+
+
+# --------------------------------------------------------------------------- samplers
+def poisson_batches(dataset_size: int, steps: int, sample_rate: float, seed: int) -> list[np.ndarray]:
+    """Reference Poisson sampler: each index independently with prob. q at each step."""
+    rng = np.random.default_rng(seed)
+    return [np.flatnonzero(rng.random(dataset_size) < sample_rate) for _ in range(steps)]
+
+
+def shuffle_batches(dataset_size: int, steps: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """Reference shuffling: a fresh permutation per epoch cut into disjoint batches of
+    ``batch_size`` (the last batch of an epoch may be smaller)."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    while len(out) < steps:
+        perm = rng.permutation(dataset_size)
+        for s in range(0, dataset_size, batch_size):
+            out.append(perm[s : s + batch_size])
+            if len(out) == steps:
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- reference trainer
+class ReferenceAdapter:
+    """dpaudit's own trainer (``dpaudit.training.privatize.noisy_gradient`` and its samplers)
+    on ``device`` (the audit places its models, batches and generators there)."""
+
+    name = "reference"
+
+    def __init__(self, claim: Claim, device: str = "cpu") -> None:
+        self.claimed = claim
+        self.device = device
+
+    def claim(self) -> Claim:
+        return self.claimed
+
+    def privatized_gradient(self, model, x, y, *, loss_fn, generator, step=0):
+        from dpaudit.training.privatize import noisy_gradient
+
+        c = self.claimed
+        return flat(
+            noisy_gradient(
+                model, x, y, clip=c.clip, noise_multiplier=c.noise_multiplier,
+                expected_batch_size=c.expected_batch_size, generator=generator, loss_fn=loss_fn,
+            )
+        )
+
+    def per_sample_gradients(self, model, x, y, loss_fn):
+        from dpaudit.training.clipping import per_sample_grads
+
+        grads = per_sample_grads(model, x, y, loss_fn=loss_fn)
+        return torch.cat([g.reshape(g.shape[0], -1).to(torch.float64) for g in grads], dim=1)
+
+    def sample_batches(self, dataset_size: int, steps: int, seed: int) -> list[np.ndarray]:
+        from dpaudit.training import sampling
+
+        c = self.claimed
+        if c.batching == "poisson":
+            ps = sampling.PoissonSampler(dataset_size, c.sample_rate, rng=seed)
+            return [np.asarray(ps.sample(), dtype=np.int64) for _ in range(steps)]
+        sh = sampling.ShuffleSampler(dataset_size, min(c.batch_size, dataset_size), rng=seed)
+        out: list[np.ndarray] = []
+        while len(out) < steps:
+            out.extend(np.asarray(b, dtype=np.int64) for b in sh.epoch())
+        return out[:steps]
+
+
+# --------------------------------------------------------------------------- Opacus
+class OpacusAdapter:
+    """Opacus (``opacus.PrivacyEngine``, flat clipping, ``loss_reduction="mean"``).
+
+    The audit's model is wrapped by ``PrivacyEngine.make_private`` once per model object and
+    its weights are refreshed before every step; the released update is ``p.grad`` after the
+    ``DPOptimizer.pre_step()`` (clip, add noise from the audit's generator, scale by the
+    expected batch size). Sampling uses Opacus's ``UniformWithReplacementSampler`` (Poisson).
+    """
+
+    name = "opacus"
+
+    def __init__(self, claim: Claim, device: str = "cpu") -> None:
+        if claim.batching != "poisson":
+            raise InvalidParameterError("the Opacus adapter audits Poisson sampling (Opacus's default)")
+        self.claimed = claim
+        self.device = device
+        self._cache: dict[int, tuple[Any, Any, torch.nn.Module]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"claimed": self.claimed, "device": self.device, "_cache": {}}
+
+    def claim(self) -> Claim:
+        return self.claimed
+
+    def _wrapped(self, model: torch.nn.Module, generator: torch.Generator):
+        from opacus import PrivacyEngine
+
+        key = id(model)
+        if key not in self._cache:
+            c = self.claimed
+            n = c.dataset_size
+            bs = c.batch_size
+            clone = copy.deepcopy(model)
+            dummy = torch.utils.data.TensorDataset(torch.zeros(n, 1))
+            loader = torch.utils.data.DataLoader(dummy, batch_size=bs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                engine = PrivacyEngine(accountant="rdp")
+                gs_model, optimizer, _ = engine.make_private(
+                    module=clone,
+                    optimizer=torch.optim.SGD(clone.parameters(), lr=c.lr),
+                    data_loader=loader,
+                    noise_multiplier=c.noise_multiplier,
+                    max_grad_norm=c.clip,
+                    poisson_sampling=True,
+                    noise_generator=generator,
+                )
+            optimizer.expected_batch_size = c.expected_batch_size
+            self._cache = {key: (gs_model, optimizer, model)}
+        return self._cache[key]
+
+    def privatized_gradient(self, model, x, y, *, loss_fn, generator, step=0):
+        gs_model, optimizer, _ = self._wrapped(model, generator)
+        optimizer.generator = generator
+        with torch.no_grad():
+            for p_dst, p_src in zip(gs_model._module.parameters(), model.parameters()):
+                p_dst.copy_(p_src)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(gs_model(x), y).mean()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss.backward()
+        optimizer.pre_step()
+        grads = [p.grad for p in gs_model._module.parameters() if p.requires_grad]
+        out = flat(grads)
+        optimizer.zero_grad(set_to_none=True)
+        return out
+
+    def per_sample_gradients(self, model, x, y, loss_fn):
+        gs_model, optimizer, _ = self._wrapped(model, torch.Generator())
+        with torch.no_grad():
+            for p_dst, p_src in zip(gs_model._module.parameters(), model.parameters()):
+                p_dst.copy_(p_src)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(gs_model(x), y).mean()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss.backward()
+        # Opacus scales grad_sample by the batch size for loss_reduction="mean".
+        gs = [p.grad_sample for p in gs_model._module.parameters() if p.requires_grad]
+        out = torch.cat([g.reshape(g.shape[0], -1).to(torch.float64) for g in gs], dim=1)
+        optimizer.zero_grad(set_to_none=True)
+        return out.detach()
+
+    def sample_batches(self, dataset_size: int, steps: int, seed: int) -> list[np.ndarray]:
+        from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+
+        g = torch.Generator().manual_seed(int(seed))
+        sampler = UniformWithReplacementSampler(
+            num_samples=dataset_size, sample_rate=self.claimed.sample_rate, generator=g,
+            steps=steps,
+        )
+        return [np.asarray(b, dtype=np.int64) for b in sampler]
