@@ -73,8 +73,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("dpaudit: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        # One line (click's own format is three): the message plus where to look.
+        cmd = exc.ctx.command_path if exc.ctx is not None else "dpaudit"
+        msg = " ".join(exc.format_message().split())
+        click.echo(f"dpaudit: error: {msg} (see '{cmd} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"dpaudit: error: {_one_line(exc)}", err=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -89,3 +89,21 @@ def test_accounting_commands_never_import_torch():
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["account", "--no-such-flag"],
+        ["account", "--batching", "random", "-s", "1"],
+        ["account", "-s"],
+        ["no-such-command"],
+        ["compare", "--epochs", "ten", "-s", "1"],
+    ],
+)
+def test_click_usage_errors_are_one_line(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("dpaudit: error:"), err
