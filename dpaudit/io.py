@@ -6,10 +6,13 @@ A run interrupted mid-write leaves either the old file or none, never a half-wri
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -53,3 +56,34 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     """Call ``writer(tmp_path)`` and rename the result onto ``path``."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Recursively convert ``obj`` to plain JSON types.
+
+    Non-finite floats become ``None`` (JSON has no inf/nan); numpy and torch scalars become
+    Python numbers (via ``.item()``); tuples become lists; dict keys become strings; any other
+    object becomes its ``str``.
+    """
+    if obj is None or isinstance(obj, (str, bool)):
+        return obj
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    item = getattr(obj, "item", None)
+    if callable(item):  # numpy / torch scalars
+        try:
+            return to_jsonable(item())
+        except (TypeError, ValueError):
+            pass
+    return str(obj)
+
+
+def dumps_json(obj: Any) -> str:
+    """``json.dumps`` of :func:`to_jsonable` (indented, keys in insertion order)."""
+    return json.dumps(to_jsonable(obj), indent=2)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dpaudit.errors import InvalidParameterError
+from dpaudit.executors import InlineExecutor, make_executor  # noqa: F401  (InlineExecutor re-exported)
 
 #: Below this many shadows the variance is pooled over examples (Carlini et al. 2022, Sec. IV).
 GLOBAL_VARIANCE_BELOW = 64
@@ -48,37 +49,11 @@ _DATASETS: dict[tuple[str, str | None], object] = {}
 
 
 # --------------------------------------------------------------------------- executors
-class InlineExecutor(cf.Executor):
-    """A ``concurrent.futures`` executor that runs each task at submission, in this process.
-
-    Same interface as the process pool (tests, debugging, or one core)."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        fut: cf.Future = cf.Future()
-        try:
-            fut.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - delivered through the future
-            fut.set_exception(exc)
-        return fut
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(threads)))
-
-
 def default_executor(workers: int | None = None) -> cf.Executor:
     """``workers <= 1`` -> :class:`InlineExecutor`; else a spawn-context process pool with one
     torch thread per worker (``workers=None``: min(cpu count, 4))."""
     n = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
-    if n <= 1:
-        return InlineExecutor()
-    import multiprocessing as mp
-
-    return cf.ProcessPoolExecutor(
-        max_workers=n, mp_context=mp.get_context("spawn"), initializer=_init_worker, initargs=(1,)
-    )
+    return make_executor("inline" if n <= 1 else "process", n, threads_per_worker=1)
 
 
 # --------------------------------------------------------------------------- shadow models

@@ -14,7 +14,6 @@ Files (all written atomically): ``report.json`` (the same document ``--json`` pr
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from dpaudit.attacks.inversion import InversionConfig, InversionResult, model_in
 from dpaudit.attacks.membership import MembershipResult, evaluate_scores, loss_scores
 from dpaudit.attacks.target import Target
 from dpaudit.errors import DPAuditError, InvalidParameterError
-from dpaudit.io import atomic_path, atomic_write_text
+from dpaudit.io import atomic_path, atomic_write_text, dumps_json
 
 ATTACKS: tuple[str, ...] = ("loss", "lira", "inversion")
 DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "inversion")
@@ -172,21 +171,9 @@ def run_attacks(
 
 
 # --------------------------------------------------------------------------- output files
-def _clean(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _clean(obj.item())
-    return obj
-
-
 def report_json(report: AttackReport) -> str:
     """The report as JSON text (non-finite floats become null)."""
-    return json.dumps(_clean(report.to_dict()), indent=2)
+    return dumps_json(report.to_dict())
 
 
 def _pyplot():

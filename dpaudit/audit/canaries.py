@@ -53,7 +53,6 @@ from dpaudit.audit.adapter import (
     shuffle_batches,
     to_flat,
 )
-from dpaudit.audit.executor import chunks, make_executor
 from dpaudit.audit.probe_model import (
     LinearProbe,
     device_of,
@@ -62,6 +61,7 @@ from dpaudit.audit.probe_model import (
     run_generator,
 )
 from dpaudit.audit.verdict import PASS, VIOLATION, CheckResult
+from dpaudit.executors import chunks, make_executor
 
 #: Use the trainer's own sampler while ``dataset_size * steps`` stays below this (cost).
 SAMPLER_BUDGET = 20_000_000

@@ -9,9 +9,10 @@ non-deterministic step where an exact test was needed, ...) -- never a silent pa
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from dpaudit.io import to_jsonable
 
 PASS = "pass"
 VIOLATION = "violation"
@@ -50,24 +51,9 @@ class CheckResult:
             "verdict": self.verdict,
             "evidence": self.evidence,
             "confidence": self.confidence,
-            "details": _jsonable(self.details),
+            "details": to_jsonable(self.details),
             "notes": list(self.notes),
         }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        try:
-            return _jsonable(obj.item())
-        except (TypeError, ValueError):
-            return str(obj)
-    return obj
 
 
 @dataclass(frozen=True)
@@ -101,7 +87,7 @@ class AuditReport:
             "trainer": self.trainer,
             "verdict": self.verdict,
             "confidence": self.confidence,
-            "claim": _jsonable(self.claim),
+            "claim": to_jsonable(self.claim),
             "seconds": self.seconds,
             "checks": [c.to_dict() for c in self.checks],
         }

@@ -96,7 +96,10 @@ def test_epsilon_and_delta_match_dp_accounting(q, sigmas, spe, delta):
 @settings(max_examples=20)
 @given(
     q=st.floats(1e-5, 0.1),
-    sigmas=st.lists(st.floats(0.6, 50.0), min_size=1, max_size=3),
+    # sigma >= 0.8: below it dp-accounting's fractional-order series stops converging for
+    # q ~ 0.1 and it drops orders (logged as a warning), so exact equality is not expected
+    # there; test_dp_accounting_dropping_orders_is_never_tighter covers that regime.
+    sigmas=st.lists(st.floats(0.8, 50.0), min_size=1, max_size=3),
     spe=st.integers(1, 300),
 )
 def test_equals_dp_accounting_rdp_accountant_in_the_usual_regime(q, sigmas, spe):
@@ -107,6 +110,22 @@ def test_equals_dp_accounting_rdp_accountant_in_the_usual_regime(q, sigmas, spe)
     acc.compose(run.to_dp_event())
     ref = acc.get_epsilon(1e-5)
     assert _rel(ACC.epsilon(run, 1e-5).epsilon, ref) < 1e-6
+
+
+def test_dp_accounting_dropping_orders_is_never_tighter():
+    # q=0.09375, sigma=0.6: dp-accounting's series fails to converge at orders 1.1-1.6 and
+    # drops them; ours keeps a (capped, proven) value there, so it may only be <= theirs,
+    # and must stay >= the tight PLD figure.
+    from dpaudit.accounting import pld
+
+    run = DpSgdRun(sample_rate=0.09375, noise_multipliers=(27.0, 0.6), steps_per_epoch=109,
+                   total_steps=218)
+    acc = dp_accounting.rdp.RdpAccountant()
+    acc.compose(run.to_dp_event())
+    ref = acc.get_epsilon(1e-5)
+    ours = ACC.epsilon(run, 1e-5).epsilon
+    assert ours <= ref * (1 + 1e-9)
+    assert ours >= pld.ACCOUNTANT.epsilon(run, 1e-5).epsilon
 
 
 def test_gaussian_cap_binds_only_for_loose_series():

@@ -1,9 +1,11 @@
-"""Where audit runs execute: any ``concurrent.futures.Executor``.
+"""Where repeated work (audit runs, shadow models) executes: any ``concurrent.futures.Executor``.
 
 ``make_executor("process", workers)`` for local parallelism, ``"thread"``, or ``"inline"``
 (synchronous, for tests and debugging). Pass your own executor (e.g. a distributed backend
-implementing ``submit``) to :func:`dpaudit.audit.audit` to run elsewhere. Process executors
-need a picklable adapter (module-level functions and classes).
+implementing ``submit``) to :func:`dpaudit.audit.audit` or :func:`dpaudit.attacks.lira.lira`
+to run elsewhere. Process executors need picklable tasks (module-level functions and classes).
+Process pools use the ``spawn`` start method (safe with torch and threads) and give each
+worker ``threads_per_worker`` torch threads.
 """
 
 from __future__ import annotations
@@ -29,7 +31,23 @@ class InlineExecutor(cf.Executor):
         return fut
 
 
-def make_executor(kind: str | cf.Executor | None = "inline", workers: int | None = None) -> cf.Executor:
+def _init_worker(threads: int) -> None:
+    """Process-pool initializer: bound torch's intra-op threads (if torch is used at all)."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - pure-numpy workloads
+        return
+    torch.set_num_threads(max(1, int(threads)))
+
+
+def make_executor(
+    kind: str | cf.Executor | None = "inline",
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+) -> cf.Executor:
     """An executor by name (``inline``, ``thread``, ``process``) or the one given."""
     if isinstance(kind, cf.Executor):
         return kind
@@ -38,7 +56,12 @@ def make_executor(kind: str | cf.Executor | None = "inline", workers: int | None
     if kind == "thread":
         return cf.ThreadPoolExecutor(max_workers=workers)
     if kind == "process":
-        return cf.ProcessPoolExecutor(max_workers=workers)
+        import multiprocessing as mp
+
+        return cf.ProcessPoolExecutor(
+            max_workers=workers, mp_context=mp.get_context("spawn"),
+            initializer=_init_worker, initargs=(threads_per_worker,),
+        )
     raise InvalidParameterError(f"executor must be one of {EXECUTORS}, got {kind!r}")
 
 
