@@ -111,7 +111,8 @@ class DpSgdRun:
 
     Build with :meth:`create`. Units: ``sample_rate`` is the per-step inclusion probability
     q = B/N; ``noise_multipliers`` are per *epoch* (sigma_e, noise std / clip norm C);
-    ``steps_per_epoch`` is ceil(N/B) for shuffled batches and round(1/q) for Poisson.
+    ``steps_per_epoch`` is ceil(N/B) (or ceil(1/q)) for shuffled batches and round(N/B)
+    (or round(1/q)) for Poisson.
     ``total_steps`` may end inside an epoch (then the last epoch is partial).
 
     Attributes:
@@ -207,7 +208,8 @@ class DpSgdRun:
                 raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
             n = int(dataset_size) if dataset_size is not None else None
             b = int(batch_size) if batch_size is not None else None
-            spe = max(1, round(1.0 / q))
+            # Shuffled: ceil(N/B) = ceil(1/q) batches cover the data; Poisson: 1/q expected steps.
+            spe = math.ceil(1.0 / q - 1e-9) if batching == "shuffle" else max(1, round(1.0 / q))
         if (epochs is None) == (steps is None):
             raise InvalidParameterError("give exactly one of epochs or steps")
         if steps is not None:

@@ -23,7 +23,8 @@ Construction (one-dimensional gradients clipped to [-C, C]; units of the noise s
   which is why shuffling gives little amplification.
 * The adversary keeps only M_e = max_t y_t of each epoch (post-processing). Its law is
   exact in closed form: P(M <= m) = Phi(m - a) Phi(m)^{T-1}, resp. Phi(m - b) Phi(m)^{T-1}
-  (for a partial epoch of T' < T batches, a w = T'/T mixture with Phi(m)^{T'}).
+  (for an epoch of T' batches that may miss the record -- a partial epoch, or T' q < 1 -- a
+  w = min(1, T' q) mixture with Phi(m)^{T'}, w the probability that the record is processed).
 * M_e is bucketed on a fine partition (post-processing again), giving finite pairs
   (P_e^B, Q_e^B). Epochs use independent permutations and noise, so the run's output is
   dominated *from below* by the product of these pairs: by the data-processing inequality
@@ -125,16 +126,16 @@ def _epoch_loss_pmf(
 
 def _epoch_specs(run: DpSgdRun) -> list[tuple[float, int, float]]:
     """(sigma in noise-std/C units, batches processed T', weight w) per epoch."""
+    # w is the probability that the differing record lies in one of the T' processed
+    # batches. Batches hold q N records each (only the last one of a full epoch may be
+    # smaller), so w = min(1, T' q). Deriving it from ``steps_per_epoch`` instead would
+    # overstate it whenever steps_per_epoch < ceil(1/q) (e.g. a run built from a sample
+    # rate with 1/q non-integer): with w too large the "lower" bound can exceed a proven
+    # upper bound (review finding, tests/accounting/test_review.py).
     out = []
-    t_full = run.steps_per_epoch
     for e, s in enumerate(run.noise_multipliers):
         t_e = run.steps_in_epoch(e)
-        if t_e >= t_full:
-            w = 1.0
-        elif run.dataset_size and run.batch_size:
-            w = min(1.0, t_e * run.batch_size / run.dataset_size)
-        else:
-            w = t_e / t_full
+        w = min(1.0, t_e * run.sample_rate)
         out.append((float(s), int(t_e), float(w)))
     return out
 

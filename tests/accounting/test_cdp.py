@@ -98,9 +98,11 @@ def test_poisson_cdp_is_sound_against_tight_pld(kw):
     import dp_accounting
 
     run = DpSgdRun.create(**kw)
-    acc = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3)
+    # dp-accounting's pessimistic PLD at a fine grid is within ~0.4% above the exact value
+    # (checked in tests/accounting/test_review.py), so exact >= 0.995 * it.
+    acc = dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-4)
     acc.compose(run.to_dp_event())
-    assert CDP.epsilon(run, 1e-5).epsilon >= acc.get_epsilon(1e-5) - 1e-3
+    assert CDP.epsilon(run, 1e-5).epsilon >= acc.get_epsilon(1e-5) * (1 - 5e-3)
 
 
 def test_poisson_cdp_amplifies_and_is_not_far_from_rdp():
