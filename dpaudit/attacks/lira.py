@@ -71,15 +71,34 @@ class ShadowTask:
     members: np.ndarray
     population: np.ndarray
     device: str = "cpu"
+    pool_test: bool = False
 
 
-def _dataset_for(config: dict):
+def pooled(ds):
+    """The data set with its test split appended to the train split.
+
+    Used when the target trained on its whole train split, so its non-members are test
+    images: indices ``>= len(ds.x_train)`` then name test images, and shadows train on random
+    halves of train + test (the attacker's population, as in Carlini et al. 2022)."""
+    return dataclasses.replace(
+        ds,
+        x_train=np.concatenate([ds.x_train, ds.x_test]),
+        y_train=np.concatenate([ds.y_train, ds.y_test]),
+    )
+
+
+def _dataset_for(config: dict, pool_test: bool = False):
     from dpaudit.training import load_dataset
 
     key = (str(config.get("dataset", "digits")), config.get("data_dir"))
     if key not in _DATASETS:
         _DATASETS[key] = load_dataset(key[0], key[1])
-    return _DATASETS[key]
+    if not pool_test:
+        return _DATASETS[key]
+    pkey = (*key, "pooled")
+    if pkey not in _DATASETS:
+        _DATASETS[pkey] = pooled(_DATASETS[key])
+    return _DATASETS[pkey]
 
 
 def train_shadow(task: ShadowTask) -> np.ndarray:
@@ -90,7 +109,7 @@ def train_shadow(task: ShadowTask) -> np.ndarray:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in task.config.items() if k in fields})
     cfg = dataclasses.replace(cfg, device=task.device)
-    ds = _dataset_for(task.config)
+    ds = _dataset_for(task.config, task.pool_test)
     res = train(cfg, dataset=ds, members=task.members, progress=False)
     x, y = ds.x_train[task.population], ds.y_train[task.population]
     return logit_confidence(predict_logits(res.model, x, task.device), y)
@@ -218,6 +237,7 @@ def lira(
     progress: bool = False,
     global_variance: bool | None = None,
     dataset=None,
+    pool_test: bool = False,
 ) -> LiraScores:
     """Train ``n_shadows`` shadows with ``config`` (TrainConfig fields of the target) on random
     halves of ``member_idx`` + ``nonmember_idx`` and score the target's members/non-members.
@@ -227,6 +247,8 @@ def lira(
     see :func:`run_shadows`; with neither given, small data sets (< :data:`POOL_MIN_TRAIN`
     train images) train in-process and larger ones in a process pool.  Seeds: the assignment
     uses ``seed``; shadow k trains with seed ``config["seed"] + 1000 * (seed + 1) + k``.
+    ``pool_test=True``: indices refer to :func:`pooled` data (train split, then test split),
+    for targets trained on their whole train split whose non-members are test images.
     """
     from dpaudit.attacks.membership import logit_confidence, predict_logits
 
@@ -237,8 +259,10 @@ def lira(
     if mem.size == 0 or non.size == 0:
         raise InvalidParameterError("LiRA needs both members and non-members of the target")
     population = np.concatenate([mem, non])
-    ds = dataset if dataset is not None else _dataset_for(config)
-    _DATASETS.setdefault((str(config.get("dataset", "digits")), config.get("data_dir")), ds)
+    key = (str(config.get("dataset", "digits")), config.get("data_dir"))
+    if dataset is not None:
+        _DATASETS.setdefault(key, dataset)
+    ds = _dataset_for(config, pool_test) if dataset is None or pool_test else dataset
     rng = np.random.default_rng(seed)
     in_mask = shadow_assignment(int(n_shadows), population.size, rng)
     base_seed = int(config.get("seed", 0) or 0) + 1000 * (int(seed) + 1)
@@ -249,6 +273,7 @@ def lira(
             members=population[in_mask[k]],
             population=population,
             device=device,
+            pool_test=pool_test,
         )
         for k in range(int(n_shadows))
     ]

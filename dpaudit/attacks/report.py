@@ -117,8 +117,8 @@ def run_attacks(
     if "lira" in options.attacks:
         if target.config is None or target.member_idx is None or target.nonmember_idx is None:
             notes.append(
-                "LiRA skipped: it needs a dpaudit model file (training configuration) with "
-                "held-out train examples"
+                "LiRA skipped: it needs a dpaudit model file (training configuration and "
+                "member split)"
             )
         else:
             from dpaudit.attacks.lira import lira
@@ -127,7 +127,7 @@ def run_attacks(
                 target.model, target.config, target.member_idx, target.nonmember_idx,
                 n_shadows=options.shadow_models, seed=options.seed, device=options.device,
                 executor=executor, workers=options.workers, progress=options.progress,
-                dataset=target.dataset,
+                dataset=target.dataset, pool_test=target.nonmembers_in_test,
             )
             scores["lira_online"] = (res.online_members, res.online_nonmembers)
             scores["lira_offline"] = (res.offline_members, res.offline_nonmembers)

@@ -34,7 +34,9 @@ class Target:
     ``claimed_epsilon``/``claimed_delta``: the privacy claim (None: no claim).
     ``config``: the trainer configuration (TrainConfig fields) for LiRA's shadow models, and
     ``member_idx``/``nonmember_idx`` the split as indices into ``dataset.x_train`` — both None
-    for third-party models.
+    for third-party models. ``nonmembers_in_test``: the model trained on its whole train
+    split, so ``nonmember_idx`` indexes the test split appended to the train split
+    (:func:`dpaudit.attacks.lira.pooled`).
     """
 
     model: object
@@ -52,6 +54,7 @@ class Target:
     dataset: object | None = None
     member_idx: np.ndarray | None = None
     nonmember_idx: np.ndarray | None = None
+    nonmembers_in_test: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -205,7 +208,8 @@ def target_from_model_file(
         config=config,
         dataset=ds,
         member_idx=mem,
-        nonmember_idx=non if non.size else None,
+        nonmember_idx=non if non.size else n + np.arange(len(ds.y_test)),
+        nonmembers_in_test=non.size == 0,
         notes=tuple(notes),
     )
 

@@ -138,3 +138,24 @@ def test_two_shadows_scale_free():
     mu_out = np.where(~m, s, 0).sum(0)
     closer = np.abs(t - mu_in) < np.abs(t - mu_out)
     assert np.array_equal(on > 0, closer)
+
+
+def test_lira_when_target_trained_on_whole_train_split(digits):
+    # Non-members are then test images: shadows train on halves of train + test (pooled).
+    import dataclasses
+
+    from dpaudit.attacks.lira import lira, pooled
+
+    small = dataclasses.replace(digits, x_train=digits.x_train[:80], y_train=digits.y_train[:80],
+                                x_test=digits.x_test[:80], y_test=digits.y_test[:80])
+    pool = pooled(small)
+    assert len(pool.y_train) == 160 and np.array_equal(pool.x_train[80:], small.x_test)
+    from dpaudit.training import TrainConfig, train
+
+    cfg = TrainConfig(arch="mlp", arch_kwargs={"hidden": [256]}, batch_size=16, threads=1,
+                      no_privacy=True, epochs=60, lr=0.1, momentum=0.9, seed=3)
+    target = train(cfg, dataset=small, members=np.arange(80), progress=False)
+    res = lira(target.model, target.metadata["config"], np.arange(80), 80 + np.arange(80),
+               n_shadows=4, dataset=small, pool_test=True)
+    assert res.online_members.shape == (80,) and res.online_nonmembers.shape == (80,)
+    assert roc_metrics(res.online_members, res.online_nonmembers).auc > 0.6  # an overfit target leaks: the pooled population is used correctly
