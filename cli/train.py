@@ -52,6 +52,19 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict:
               type=click.Choice(["pld", "rdp", "ma", "cdp"]), help="Accountant for the ledger.")
 @click.option("--member-fraction", type=float, default=1.0, show_default=True,
               help="Fraction of the train split used for training (rest held out, recorded).")
+@click.option("--screening", default="none", show_default=True, type=click.Choice(["none", "sa", "dpsur"]),
+              help="Update screening (SA-DPSGD / DPSUR) with every candidate and validation query "
+                   "charged; see docs/screening.md.")
+@click.option("--screen-clip", type=float, default=0.1, show_default=True,
+              help="C_v: bound on each validation example's loss change.")
+@click.option("--screen-sigma", type=float, default=None,
+              help="sigma_v: noise multiplier of the validation query (default: the data set's).")
+@click.option("--screen-batch-size", type=int, default=None,
+              help="Expected validation batch size B_v, drawn from the training members.")
+@click.option("--screen-beta", type=float, default=-1.0, show_default=True,
+              help="DPSUR threshold: accept iff noisy sum < beta * C_v.")
+@click.option("--ema", "ema_decay", type=float, default=None,
+              help="Publish an exponential moving average of the weights with this decay (free).")
 @click.option("--no-privacy", is_flag=True, help="Plain SGD (no clipping, no noise).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: $OMP_NUM_THREADS, else min(physical cores, 4)).")
@@ -93,6 +106,9 @@ def train(**kw: object) -> None:
         no_privacy=bool(kw["no_privacy"]), seed=int(kw["seed"]), device=str(kw["device"]),
         accountant=str(kw["accountant"]), member_fraction=float(kw["member_fraction"]),
         threads=kw["threads"], reproducible=bool(kw["reproducible"]),
+        screening=str(kw["screening"]), screen_clip=float(kw["screen_clip"]),
+        screen_sigma=kw["screen_sigma"], screen_batch_size=kw["screen_batch_size"],
+        screen_beta=float(kw["screen_beta"]), ema_decay=kw["ema_decay"],
     )
     result = run_train(cfg, progress=not (kw["quiet"] or kw["as_json"]))
     save_model(out, result.model, result.metadata)
@@ -111,6 +127,8 @@ def train(**kw: object) -> None:
         "noise_multipliers": m["noise_multipliers"],
         "clip": m["clip"],
         "test_accuracy": m["test_accuracy"],
+        "screening": m["screening"],
+        "levers": m["levers"],
         "train_seconds": m["train_seconds"],
         "notes": m["notes"],
     }
@@ -124,6 +142,10 @@ def train(**kw: object) -> None:
         sig = sorted(set(round(s, 4) for s in m["noise_multipliers"]))
         click.echo(f"noise multiplier(s): {', '.join(map(str, sig))}; clip C = {m['clip']:g}")
     click.echo(f"test accuracy: {m['test_accuracy']:.4f}")
+    if m["screening"]:
+        sc = m["screening"]
+        click.echo(f"screening {sc['rule']}: {sc['accepted']} accepted, {sc['rejected']} rejected; "
+                   f"{sc['validation_releases']} validation queries charged")
     for note in m["notes"]:
         click.echo(f"note: {note}")
     click.echo(f"saved {out}")

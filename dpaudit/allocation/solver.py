@@ -25,12 +25,19 @@ and typically needs 3-4 evaluations of the (possibly costly, many-segment) run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from dpaudit.accounting.base import Accountant, EpsilonReport
-from dpaudit.accounting.events import BATCHINGS, DpSgdRun, check_delta, check_epsilon
+from dpaudit.accounting.events import (
+    BATCHINGS,
+    DpSgdRun,
+    GaussianSegment,
+    check_delta,
+    check_epsilon,
+)
 from dpaudit.allocation.plan import Plan
 from dpaudit.allocation.rootfind import DEFAULT_SLOPE, find_scale
 from dpaudit.allocation.rule import ValidationRule
@@ -92,6 +99,15 @@ def _evaluator(acc: Accountant, base: DpSgdRun, shape: Sequence[float], delta: f
     return evaluate
 
 
+def _with_releases(run: DpSgdRun, releases: Sequence[tuple[float, float]]) -> DpSgdRun:
+    """``run`` plus one (q, sigma) Poisson-subsampled Gaussian release per step for each of
+    ``releases`` (replacing any extra segments it had)."""
+    if not releases:
+        return run
+    return dataclasses.replace(run, extra_segments=tuple(
+        GaussianSegment(q, sv, run.total_steps) for q, sv in releases))
+
+
 def _slope(evals: Sequence[Any]) -> float:
     """log-log slope between the two last finite, distinct evaluations (or the default)."""
     pts = [e for e in evals if 0 < e.epsilon < math.inf]
@@ -126,6 +142,7 @@ def solve_plan(
     schedule: Schedule | str = "constant",
     tol: float = TOL,
     curve: bool = True,
+    per_step_releases: Sequence[tuple[float, float]] = (),
 ) -> Plan:
     """Plan per-epoch noise so the run spends ``target_epsilon`` at ``delta``.
 
@@ -141,6 +158,10 @@ def solve_plan(
         tol: acceptance window width; the plan spends epsilon in [target - tol, target]
             (the window is narrowed to target/2 for targets below 2 tol).
         curve: also compute the cumulative epsilon after each epoch.
+        per_step_releases: further releases made once per training step, each a
+            Poisson-subsampled Gaussian ``(sample_rate, noise_multiplier)`` with fixed noise
+            (e.g. the private validation query of update screening); they are composed into
+            every evaluation, so the gradient noise is solved for what is left of the budget.
 
     Returns:
         A :class:`Plan`. Raises :class:`InvalidParameterError` for bad input or an
@@ -160,14 +181,15 @@ def solve_plan(
     name, acc = _resolve(accountant)
     tol = min(tol, target / 2)
 
-    base = DpSgdRun.create(
+    releases = tuple((float(q), float(sv)) for q, sv in per_step_releases)
+    base = _with_releases(DpSgdRun.create(
         noise_multiplier=1.0,
         dataset_size=dataset_size,
         batch_size=batch_size,
         sample_rate=sample_rate,
         epochs=epochs,
         batching=batching,
-    )
+    ), releases)
     shape = sched.shape(base.epochs)
     shaped = base.with_noise(shape)
     notes: list[str] = []
@@ -201,7 +223,14 @@ def solve_plan(
     notes.extend(rep.notes)
     scale = best.s
     run = base.with_noise([scale * v for v in shape])
-    cum = epsilon_curve(acc, run, delta) if curve else ()
+    if curve and releases:
+        # Per-epoch prefixes carry the releases of their own steps.
+        cum = tuple(
+            acc.epsilon(_with_releases(run.truncate(e + 1), releases), delta).epsilon
+            for e in range(run.epochs)
+        )
+    else:
+        cum = epsilon_curve(acc, run, delta) if curve else ()
 
     rule = None
     best_case = None

@@ -10,16 +10,20 @@ from dpaudit.training.checkpoint import load_model, save_model
 from dpaudit.training.clipping import clip_and_sum, clipped_grad_sum, per_sample_grads
 from dpaudit.training.data import Dataset, load_dataset
 from dpaudit.training.ledger import PrivacyLedger
+from dpaudit.training.levers import ParamEMA
 from dpaudit.training.models import build_model
 from dpaudit.training.privatize import noisy_gradient
 from dpaudit.training.sampling import PoissonSampler, ShuffleSampler
+from dpaudit.training.screening import ScreeningConfig
 from dpaudit.training.trainer import Callback, TrainConfig, TrainResult, TrainState, train
 
 __all__ = [
     "Callback",
     "Dataset",
+    "ParamEMA",
     "PoissonSampler",
     "PrivacyLedger",
+    "ScreeningConfig",
     "ShuffleSampler",
     "TrainConfig",
     "TrainResult",

@@ -203,3 +203,20 @@ def test_bad_input_is_a_clear_error(kwargs, match):
         pytest.skip("rdp accountant not present")
     with pytest.raises(InvalidParameterError, match=match):
         solve_plan(**{**base, **kwargs})
+
+
+def test_per_step_releases_are_charged_and_leave_less_for_gradients():
+    from dpaudit.accounting import get_accountant
+    from dpaudit.allocation import solve_plan
+
+    kw = dict(dataset_size=10000, batch_size=200, epochs=5, accountant="rdp")
+    plain = solve_plan(2.0, 1e-5, **kw)
+    screened = solve_plan(2.0, 1e-5, per_step_releases=((0.02, 4.0),), **kw)
+    assert 2.0 - 1e-3 <= screened.epsilon <= 2.0
+    assert min(screened.noise_multipliers) > max(plain.noise_multipliers)
+    seg = screened.run.extra_segments
+    assert len(seg) == 1 and seg[0].count == screened.run.total_steps
+    # the plan's own figure is the accountant's figure for the run with its releases
+    assert get_accountant("rdp").epsilon(screened.run, 1e-5).epsilon == screened.epsilon
+    assert screened.cumulative_epsilon[-1] == pytest.approx(screened.epsilon, rel=1e-9)
+    assert list(screened.cumulative_epsilon) == sorted(screened.cumulative_epsilon)
