@@ -165,10 +165,13 @@ class Callback:
 
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads: ``threads`` if given, else leave an explicit
-    ``$OMP_NUM_THREADS`` alone, else min(physical cores, 4) with physical cores taken as half
-    the logical CPUs (SMT). The per-step products of DP-SGD on these models are small; on the
-    2-vCPU reference machine (shared with other jobs) 2 threads made a DP step 3-8x *slower*
-    than 1 (OpenMP workers spin-waiting for a descheduled sibling): see docs/training.md."""
+    ``$OMP_NUM_THREADS`` alone, else :func:`default_threads`.
+
+    Measured on the 2-vCPU reference machine (bench/trainer.py, docs/benchmarks.md): when the
+    machine is otherwise idle, 2 threads make a DP step of the MNIST CNN 1.5x faster than 1;
+    when another process keeps a core busy, 2 threads are 3-8x *slower* (OpenMP workers
+    spin-wait for a descheduled sibling) -- pass ``threads=1`` / ``--threads 1`` on a shared
+    machine."""
     if threads is not None:
         if int(threads) < 1:
             raise InvalidParameterError(f"threads must be >= 1, got {threads!r}")
@@ -178,9 +181,27 @@ def configure_threads(threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on: CPUs in its affinity mask, counting SMT
+    siblings once (Linux sysfs topology); the logical count where topology is unknown."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+    cores: set[str] = set()
+    for c in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            return len(cpus) or 1
+    return len(cores) or 1
+
+
 def default_threads() -> int:
-    """min(physical cores, 4), physical cores = logical CPUs // 2 (at least 1)."""
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    """min(physical cores, 4): the per-step products of DP-SGD on these models gain little
+    beyond 4 threads."""
+    return max(1, min(4, physical_cores()))
 
 
 def resolve_device(device: str) -> torch.device:

@@ -241,3 +241,13 @@ def test_noise_is_secret_unless_reproducible(digits):
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert any("reproducible" in n for n in ma["notes"])
     assert not any("reproducible" in n for n in mc["notes"])
+
+
+def test_default_threads_counts_physical_cores():
+    import os
+
+    from dpaudit.training.trainer import default_threads, physical_cores
+
+    n = physical_cores()
+    assert 1 <= n <= (os.cpu_count() or 1)
+    assert default_threads() == max(1, min(4, n))
