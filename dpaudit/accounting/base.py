@@ -42,6 +42,14 @@ class EpsilonReport:
     notes: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def for_run(cls, run: DpSgdRun, accountant: str, epsilon: float, delta: float,
+                **fields: Any) -> EpsilonReport:
+        """A report on ``run``: batching, relation and steps are taken from the run; the
+        other fields (``parameter``, ``sound``, ``method``, ``notes``, ``extra``) as given."""
+        return cls(accountant=accountant, batching=run.batching, relation=run.relation,
+                   epsilon=epsilon, delta=delta, steps=run.total_steps, **fields)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["notes"] = list(self.notes)

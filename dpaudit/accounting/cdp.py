@@ -217,13 +217,8 @@ class CdpAccountant:
             notes += ("no finite CDP bound (noise too small / overflow): epsilon = inf",)
         extra, snotes = shuffle_extra(self, run, delta)
         extra = {**extra, "rho": float(rho_used), "epsilon_bun_steinke": float(bs)}
-        return EpsilonReport(
-            accountant=self.name,
-            batching=run.batching,
-            relation=run.relation,
-            epsilon=eps,
-            delta=delta,
-            steps=run.total_steps,
+        return EpsilonReport.for_run(
+            run, self.name, eps, delta,
             parameter=order if math.isfinite(eps) else None,
             method=method,
             notes=notes + snotes,
@@ -296,13 +291,8 @@ class Yu2019Accountant:
                 )
         extra, snotes = shuffle_extra(self, run, delta)
         extra = {**extra, "rho": rho, "epsilon_sound_rdp": float(sound_eps)}
-        return EpsilonReport(
-            accountant=self.name,
-            batching=run.batching,
-            relation=run.relation,
-            epsilon=eps,
-            delta=delta,
-            steps=run.total_steps,
+        return EpsilonReport.for_run(
+            run, self.name, eps, delta,
             parameter=1.0 + math.sqrt(math.log(1.0 / delta) / rho) if rho > 0 else None,
             sound=sound,
             method=self.method,

@@ -152,13 +152,8 @@ class MomentsAccountant:
         if not math.isfinite(eps):
             notes = ("no moment order lambda <= 32 gives a finite bound (noise too small): epsilon = inf",)
         extra, snotes = shuffle_extra(self, run, delta)
-        return EpsilonReport(
-            accountant=self.name,
-            batching=run.batching,
-            relation=run.relation,
-            epsilon=eps,
-            delta=delta,
-            steps=run.total_steps,
+        return EpsilonReport.for_run(
+            run, self.name, eps, delta,
             parameter=float(best) if math.isfinite(eps) else None,
             method=self.method,
             notes=notes + snotes,

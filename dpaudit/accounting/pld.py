@@ -708,13 +708,8 @@ class PldAccountant:
                 "shuffled batches: no amplification claimed (one Gaussian per epoch); "
                 "epsilon_lower is a proven lower bound (Chua et al. 2024)",
             )
-        return EpsilonReport(
-            accountant=self.name,
-            batching=run.batching,
-            relation=run.relation,
-            epsilon=eps,
-            delta=delta,
-            steps=run.total_steps,
+        return EpsilonReport.for_run(
+            run, self.name, eps, delta,
             parameter=None,
             sound=True,
             method=method,

@@ -283,13 +283,8 @@ class RdpAccountant:
         curve = self.curve(run)
         eps, order = rdp_to_epsilon(self.orders, curve, delta)
         extra, notes = shuffle_extra(self, run, delta)
-        return EpsilonReport(
-            accountant=self.name,
-            batching=run.batching,
-            relation=run.relation,
-            epsilon=eps,
-            delta=delta,
-            steps=run.total_steps,
+        return EpsilonReport.for_run(
+            run, self.name, eps, delta,
             parameter=order if math.isfinite(eps) else None,
             method=self.method,
             notes=_skip_notes(curve, self.orders) + notes,

@@ -365,9 +365,10 @@ class OpacusAdapter:
             self._cache = {key: (gs_model, optimizer, model)}
         return self._cache[key]
 
-    def privatized_gradient(self, model, x, y, *, loss_fn, generator, step=0):
-        gs_model, optimizer, _ = self._wrapped(model, generator)
-        optimizer.generator = generator
+    @staticmethod
+    def _backward(gs_model, optimizer, model, x, y, loss_fn) -> None:
+        """Copy ``model``'s weights into Opacus's wrapped copy and backpropagate the mean
+        loss (per-sample gradients land in ``grad_sample``)."""
         with torch.no_grad():
             for p_dst, p_src in zip(gs_model._module.parameters(), model.parameters()):
                 p_dst.copy_(p_src)
@@ -376,6 +377,11 @@ class OpacusAdapter:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             loss.backward()
+
+    def privatized_gradient(self, model, x, y, *, loss_fn, generator, step=0):
+        gs_model, optimizer, _ = self._wrapped(model, generator)
+        optimizer.generator = generator
+        self._backward(gs_model, optimizer, model, x, y, loss_fn)
         optimizer.pre_step()
         grads = [p.grad for p in gs_model._module.parameters() if p.requires_grad]
         out = flat(grads)
@@ -384,14 +390,7 @@ class OpacusAdapter:
 
     def per_sample_gradients(self, model, x, y, loss_fn):
         gs_model, optimizer, _ = self._wrapped(model, torch.Generator())
-        with torch.no_grad():
-            for p_dst, p_src in zip(gs_model._module.parameters(), model.parameters()):
-                p_dst.copy_(p_src)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(gs_model(x), y).mean()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            loss.backward()
+        self._backward(gs_model, optimizer, model, x, y, loss_fn)
         # Opacus scales grad_sample by the batch size for loss_reduction="mean".
         gs = [p.grad_sample for p in gs_model._module.parameters() if p.requires_grad]
         out = torch.cat([g.reshape(g.shape[0], -1).to(torch.float64) for g in gs], dim=1)
