@@ -76,42 +76,24 @@ def plan_noise(
     epochs: int,
     batching: str,
     accountant: str,
-    schedule: str,
+    schedule: str = "constant",
+    per_step_releases: tuple[tuple[float, float], ...] = (),
 ) -> NoisePlan:
-    """Noise per epoch so the run spends at most ``target_epsilon`` (allocator's solve_plan)."""
-    from dpaudit.allocation import solve_plan
+    """Noise per epoch so the run spends at most ``target_epsilon`` (allocator's solve_plan).
 
-    return from_plan(solve_plan(
-        target_epsilon, delta, dataset_size=dataset_size, batch_size=batch_size,
-        epochs=epochs, batching=batching, accountant=accountant, schedule=schedule,
-    ))
-
-
-def plan_noise_with_releases(
-    target_epsilon: float,
-    delta: float,
-    *,
-    dataset_size: int,
-    batch_size: int,
-    epochs: int,
-    batching: str,
-    accountant: str,
-    per_step_releases: tuple[tuple[float, float], ...],
-) -> NoisePlan:
-    """Constant gradient sigma such that the gradient steps *plus* ``per_step_releases``
-    (one Poisson-subsampled Gaussian (q_v, sigma_v) per step each, e.g. the validation query
-    of update screening) spend at most ``target_epsilon``; the per-epoch curve includes the
-    releases of each epoch, so the trainer's budget check sees what the ledger will hold."""
+    ``per_step_releases``: one Poisson-subsampled Gaussian (q_v, sigma_v) per step each, e.g.
+    the validation query of update screening; they are composed into every evaluation and into
+    the per-epoch curve, so the trainer's budget check sees what the ledger will hold."""
     from dpaudit.allocation import solve_plan
 
     try:
         plan = solve_plan(
             target_epsilon, delta, dataset_size=dataset_size, batch_size=batch_size,
-            epochs=epochs, batching=batching, accountant=accountant, schedule="constant",
+            epochs=epochs, batching=batching, accountant=accountant, schedule=schedule,
             per_step_releases=per_step_releases,
         )
     except InvalidParameterError as exc:
-        if "too small" in str(exc):
+        if per_step_releases and "too small" in str(exc):
             raise InvalidParameterError(
                 f"target epsilon {target_epsilon} is too small: the per-step validation releases "
                 "alone spend (nearly) all of it; raise their noise multiplier or lower their "

@@ -32,7 +32,6 @@ from dpaudit.training.budget import (
     account,
     load_plan,
     plan_noise,
-    plan_noise_with_releases,
 )
 from dpaudit.training.clipping import LossFn, check_model, default_loss, trainable_parameters
 from dpaudit.training.data import Dataset, load_dataset
@@ -413,16 +412,14 @@ def train(
         cfg.epsilon = plan.epsilon
         if plan.runtime_rule is not None:
             cfg.schedule = "validation"
-    elif cfg.noise_multiplier is None and scr_cfg is not None:
-        plan = plan_noise_with_releases(
-            cfg.epsilon, cfg.delta, dataset_size=n, batch_size=cfg.batch_size, epochs=cfg.epochs,
-            batching=cfg.batching, accountant=cfg.accountant,
-            per_step_releases=((scr_cfg.sample_rate(n), scr_cfg.noise_multiplier),))
-        target = float(cfg.epsilon)
     elif cfg.noise_multiplier is None:
+        # Screening plans a constant gradient sigma beside one validation query per step.
+        releases = (() if scr_cfg is None
+                    else ((scr_cfg.sample_rate(n), scr_cfg.noise_multiplier),))
         plan = plan_noise(cfg.epsilon, cfg.delta, dataset_size=n, batch_size=cfg.batch_size,
                           epochs=cfg.epochs, batching=cfg.batching, accountant=cfg.accountant,
-                          schedule=cfg.schedule)
+                          schedule="constant" if releases else cfg.schedule,
+                          per_step_releases=releases)
         target = float(cfg.epsilon)
     else:
         target = None if cfg.epsilon is None else float(cfg.epsilon)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from dpaudit.accounting.events import DpSgdRun, GaussianSegment
 from dpaudit.errors import InvalidParameterError
 from dpaudit.training import TrainConfig, load_dataset, train
-from dpaudit.training.budget import account, plan_noise, plan_noise_with_releases
+from dpaudit.training.budget import account, plan_noise
 from dpaudit.training.ledger import PrivacyLedger
 from dpaudit.training.levers import ParamEMA
 from dpaudit.training.screening import (
@@ -121,7 +121,7 @@ def test_bad_screening_config_is_refused(kw):
 def test_plan_with_releases_spends_the_target_and_charges_validation():
     kw = dict(dataset_size=6000, batch_size=128, epochs=4, batching="poisson", accountant="pld")
     rel = ((64 / 6000, 1.5),)
-    p = plan_noise_with_releases(2.0, 1e-5, per_step_releases=rel, **kw)
+    p = plan_noise(2.0, 1e-5, per_step_releases=rel, **kw)
     base = plan_noise(2.0, 1e-5, schedule="constant", **kw)
     assert p.epsilon <= 2.0 and p.epsilon > 1.98
     assert p.noise_multipliers[0] > base.noise_multipliers[0]  # validation is paid for
@@ -137,14 +137,14 @@ def test_plan_with_releases_spends_the_target_and_charges_validation():
 
 def test_noisier_validation_buys_a_smaller_gradient_sigma():
     kw = dict(dataset_size=6000, batch_size=128, epochs=3, batching="poisson", accountant="rdp")
-    s = [plan_noise_with_releases(3.0, 1e-5, per_step_releases=((0.01, sv),), **kw).noise_multipliers[0]
+    s = [plan_noise(3.0, 1e-5, per_step_releases=((0.01, sv),), **kw).noise_multipliers[0]
          for sv in (1.0, 2.0, 4.0)]
     assert s[0] > s[1] > s[2]
 
 
 def test_plan_refuses_when_validation_alone_exceeds_the_budget():
     with pytest.raises(InvalidParameterError, match="validation releases alone"):
-        plan_noise_with_releases(0.2, 1e-5, dataset_size=1000, batch_size=100, epochs=10,
+        plan_noise(0.2, 1e-5, dataset_size=1000, batch_size=100, epochs=10,
                                  batching="poisson", accountant="rdp",
                                  per_step_releases=((0.2, 0.6),))
 
