@@ -85,9 +85,10 @@ def run_cell(cell: dict, opts: dict) -> dict:
         "epochs_trained": m["epochs_trained"],
         "screening": m["screening"],
         "levers": m["levers"],
-        "config": {k: m["config"][k] for k in ("epochs", "batch_size", "lr", "momentum", "clip",
-                                                "screen_clip", "screen_sigma", "screen_batch_size",
-                                                "screen_beta", "ema_decay")},
+        "config": {k: m["config"].get(k) for k in ("epochs", "batch_size", "lr", "momentum", "clip",
+                                                    "screen_clip", "screen_sigma", "screen_batch_size",
+                                                    "screen_beta", "ema_decay", "lr_schedule",
+                                                    "arch_kwargs")},
         "wall_seconds": wall,
         "device": device_name(opts["device"]),
         "threads": int(opts["threads"]),
@@ -103,6 +104,7 @@ def run_cell(cell: dict, opts: dict) -> dict:
         yv = torch.from_numpy(ds.y_train[non]).to(dev)
         row["val_accuracy"] = evaluate(res.model, xv, yv)
         row["val_accuracy_raw"] = m["history"][-1].get("val_accuracy")
+        row["val_curve"] = [round(h.get("val_accuracy", float("nan")), 4) for h in m["history"]]
     return row
 
 
@@ -130,6 +132,16 @@ def _fmt(vals: list[float]) -> str:
     return f"{m:.2f} ± {100 * statistics.stdev(vals):.2f} (n={len(vals)})"
 
 
+def _recipe(r: dict) -> str:
+    """The training recipe of a result row, in words (what the table cells share)."""
+    c = r.get("config", {})
+    ak = c.get("arch_kwargs") or {}
+    extra = ", ".join(f"{k}={v}" for k, v in sorted(ak.items()) if v)
+    return (f"{c.get('epochs')} epochs, batch {c.get('batch_size')}, lr {c.get('lr')} "
+            f"({c.get('lr_schedule') or 'constant'}), momentum {c.get('momentum')}, C {c.get('clip')}, "
+            f"EMA {c.get('ema_decay')}" + (f", model options {extra}" if extra else ""))
+
+
 def markdown(results: dict[str, dict], command: str) -> str:
     rows = [r for r in results.values() if not r.get("tune") and not r.get("timing_only")]
     tune = [r for r in results.values() if r.get("tune")]
@@ -144,7 +156,9 @@ def markdown(results: dict[str, dict], command: str) -> str:
     eps = sorted({float(r["epsilon"]) for r in rows})
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     for d in datasets:
-        out += [f"## {d}", "", "| method | " + " | ".join(f"ε = {e:g}" for e in eps)
+        recipes = sorted({_recipe(r) for r in rows if r["dataset"] == d})
+        out += [f"## {d}", ""] + [f"Recipe: {rc}" for rc in recipes] + [""]
+        out += ["| method | " + " | ".join(f"ε = {e:g}" for e in eps)
                 + " | σ (ε=" + f"{eps[len(eps) // 2]:g}) | accept rate | wall s/run | device |",
                 "|---|" + "---|" * (len(eps) + 4)]
         for m in methods:

@@ -65,6 +65,8 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict:
               help="DPSUR threshold: accept iff noisy sum < beta * C_v.")
 @click.option("--ema", "ema_decay", type=float, default=None,
               help="Publish an exponential moving average of the weights with this decay (free).")
+@click.option("--lr-schedule", default=None, type=click.Choice(["constant", "cosine", "linear"]),
+              help="Learning-rate decay over the run (default: the data set's; free).")
 @click.option("--no-privacy", is_flag=True, help="Plain SGD (no clipping, no noise).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: $OMP_NUM_THREADS, else min(physical cores, 4)).")
@@ -109,6 +111,7 @@ def train(**kw: object) -> None:
         screening=str(kw["screening"]), screen_clip=float(kw["screen_clip"]),
         screen_sigma=kw["screen_sigma"], screen_batch_size=kw["screen_batch_size"],
         screen_beta=float(kw["screen_beta"]), ema_decay=kw["ema_decay"],
+        **({"lr_schedule": str(kw["lr_schedule"])} if kw["lr_schedule"] else {}),
     )
     result = run_train(cfg, progress=not (kw["quiet"] or kw["as_json"]))
     save_model(out, result.model, result.metadata)

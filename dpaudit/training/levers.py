@@ -7,12 +7,18 @@
   updates only, so evaluating or publishing them is post-processing (Dwork & Roth 2014,
   Prop. 2.1): no privacy cost.
 
+* :func:`lr_factor` -- learning-rate decay over the run ("cosine": Loshchilov & Hutter 2017,
+  "SGDR", ICLR, Eq. 5 without restarts; "linear" to zero). A function of the step count only,
+  so it is data-independent and costs no privacy.
+
 The other levers (tight PLD accounting to afford a smaller sigma, large batches with a tuned
 learning rate, the tanh CNN of Tramer & Boneh 2021) are configuration: ``accountant="pld"``,
 ``batch_size``/``lr``, ``arch="cnn"`` (see docs/screening.md).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -51,3 +57,25 @@ class ParamEMA:
             tmp = p.detach().clone()
             p.copy_(s)
             s.copy_(tmp)
+
+
+#: Learning-rate schedules of :func:`lr_factor`.
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
+
+
+def lr_factor(kind: str, step: int, total_steps: int) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``.
+
+    constant: 1; cosine: (1 + cos(pi t / T)) / 2; linear: 1 - t / T, with t = step and T =
+    total_steps, so the first step uses the full rate and the rate approaches 0 at the end.
+    """
+    if kind not in LR_SCHEDULES:
+        from dpaudit.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {kind!r}")
+    if kind == "constant" or total_steps <= 0:
+        return 1.0
+    t = min(max(step, 0), total_steps) / total_steps
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    return 1.0 - t

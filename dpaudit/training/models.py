@@ -13,6 +13,11 @@
   the benchmark), Linear to the classes.
 * ``logreg``: flatten, one Linear layer (multinomial logistic regression).
 
+Every architecture takes ``center`` (default false): a parameter-free first layer x -> 2x - 1
+that maps pixels in [0, 1] to [-1, 1]. Its constants do not depend on the data, so it costs no
+privacy (unlike standardising with the training set's mean and std), and because it is part of
+the model a saved model sees the inputs it was trained on.
+
 No architecture uses batch normalisation: it mixes examples, which per-example clipping (and
 hence DP-SGD's analysis) does not allow. GroupNorm is the per-example replacement.
 """
@@ -39,8 +44,16 @@ _CNN_28 = {
     "hidden": 32,
     "activation": "tanh",
     "groupnorm": 0,
+    "center": False,
 }
 _CNN_SMALL = {**_CNN_28, "kernels": [3, 3], "strides": [1, 2], "paddings": [1, 0]}
+
+
+class Center(nn.Module):
+    """x -> 2 x - 1: maps pixels in [0, 1] to [-1, 1] (no parameters, no data statistics)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2.0 - 1.0
 
 
 def resolve_arch_kwargs(arch: str, input_shape: tuple[int, ...], **arch_kwargs: Any) -> dict:
@@ -49,18 +62,21 @@ def resolve_arch_kwargs(arch: str, input_shape: tuple[int, ...], **arch_kwargs: 
         base = _CNN_SMALL if min(input_shape[1:]) < 16 else _CNN_28
         out = {**base, **arch_kwargs}
     elif arch == "mlp":
-        out = {"hidden": [512], "activation": "relu", **arch_kwargs}
+        out = {"hidden": [512], "activation": "relu", "center": False, **arch_kwargs}
         if isinstance(out["hidden"], int):
             out["hidden"] = [out["hidden"]]
     elif arch == "logreg":
-        out = dict(arch_kwargs)
+        out = {"center": False, **arch_kwargs}
     else:
         raise InvalidParameterError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
     unknown = set(out) - set(
-        {"cnn": _CNN_28, "mlp": {"hidden": 0, "activation": 0}, "logreg": {}}[arch]
+        {"cnn": _CNN_28, "mlp": {"hidden": 0, "activation": 0, "center": 0},
+         "logreg": {"center": 0}}[arch]
     )
     if unknown:
         raise InvalidParameterError(f"unknown option(s) for model {arch!r}: {sorted(unknown)}")
+    if not isinstance(out.get("center", False), bool):
+        raise InvalidParameterError(f"model option center must be true or false, got {out['center']!r}")
     if "activation" in out and out["activation"] not in _ACTIVATIONS:
         raise InvalidParameterError(
             f"unknown activation {out['activation']!r}; choose one of {', '.join(_ACTIVATIONS)}"
@@ -79,11 +95,15 @@ def build_model(
         raise InvalidParameterError(f"need at least 2 classes, got {num_classes!r}")
     kw = resolve_arch_kwargs(arch, shape, **arch_kwargs)
     flat = shape[0] * shape[1] * shape[2]
+    # Optional fixed input map x -> 2x - 1 (pixels in [0, 1] to [-1, 1]); data-independent
+    # constants, so it costs no privacy, and it lives in the model so a saved model sees the
+    # same inputs as during training.
+    pre: list[nn.Module] = [Center()] if kw.get("center") else []
     if arch == "logreg":
-        return nn.Sequential(nn.Flatten(), nn.Linear(flat, num_classes))
+        return nn.Sequential(*pre, nn.Flatten(), nn.Linear(flat, num_classes))
     act = _ACTIVATIONS[kw["activation"]]
     if arch == "mlp":
-        layers: list[nn.Module] = [nn.Flatten()]
+        layers: list[nn.Module] = [*pre, nn.Flatten()]
         width = flat
         for h in kw["hidden"]:
             layers += [nn.Linear(width, int(h)), act()]
@@ -91,7 +111,7 @@ def build_model(
         layers.append(nn.Linear(width, num_classes))
         return nn.Sequential(*layers)
     # cnn
-    layers = []
+    layers = list(pre)
     c_in = shape[0]
     for c, k, s, p in zip(kw["channels"], kw["kernels"], kw["strides"], kw["paddings"]):
         layers.append(nn.Conv2d(c_in, int(c), int(k), stride=int(s), padding=int(p)))
