@@ -43,6 +43,11 @@ ANCHORS = [
 ]
 
 
+#: Published / requested reference points drawn on the plot (never used in a result).
+GOALS = {"mnist": 98.4, "fashion-mnist": 87.5}
+TB_ANCHOR = {"mnist": 98.1, "fashion-mnist": 86.0}
+
+
 def cell_key(c: dict) -> str:
     key = f"{c['dataset']}|{c['epsilon']:g}|{c['method']}|{c['seed']}|{'tune' if c.get('tune') else 'test'}"
     return key + (f"|{c['tag']}" if c.get("tag") else "")
@@ -214,6 +219,11 @@ def plot(results: dict[str, dict], path: str) -> None:
             std = [100 * statistics.stdev(v) if len(v) > 1 else 0.0 for v in
                    ([r["test_accuracy"] for r in sel if float(r["epsilon"]) == e] for e in eps)]
             ax.errorbar(eps, mean, yerr=std, marker="o", capsize=3, label=m)
+        if d in GOALS:
+            ax.plot([2.0], [GOALS[d]], marker="*", ms=12, ls="none", color="k", label="issue goal (ε=2)")
+        if d in TB_ANCHOR:
+            ax.plot([3.0], [TB_ANCHOR[d]], marker="x", ms=9, ls="none", color="tab:red",
+                    label="Tramer & Boneh 2021 (ε=3)")
         ax.set_title(f"{d} (δ = 1e-5, sound accounting)")
         ax.set_xlabel("ε")
         ax.set_ylabel("test accuracy (%)")

@@ -32,7 +32,7 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict:
 @click.option("--model", "arch", default=None, type=click.Choice(["cnn", "mlp", "logreg"]),
               help="Architecture (default: the data set's, see docs/training.md).")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
-              help="Architecture option, e.g. hidden=[256] (repeatable).")
+              help="Architecture option, e.g. hidden=[256] or center=true (repeatable).")
 @click.option("--epsilon", type=float, default=None, help="Target epsilon (default 2 unless --plan/--noise-multiplier/--no-privacy).")
 @click.option("--delta", type=float, default=None, help="Target delta (default 1e-5; must be < 1/N).")
 @click.option("--epochs", type=int, default=None, help="Epochs (default: the data set's).")
