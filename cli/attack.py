@@ -73,7 +73,9 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
         device=device, workers=workers, progress=(not as_json) and sys.stderr.isatty(),
         seed=seed, inversion=InversionConfig(max_iter=inversion_iters),
     )
-    _check_device(device)
+    from dpaudit.training.trainer import resolve_device
+
+    resolve_device(device)
     if members_npz is not None:
         target = target_from_third_party(
             model_path, members_npz, nonmembers_npz, arch=arch, num_classes=num_classes,
@@ -94,19 +96,6 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
         echo_json(json.loads(report_json(report)))
         return
     _print_summary(report, report_dir)
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    from dpaudit.errors import InvalidParameterError
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InvalidParameterError(f"unknown device {device!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError("--device cuda requested but CUDA is not available here")
 
 
 def _print_summary(report, report_dir) -> None:

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import logsumexp
 
 from dpaudit.attacks import stats
 from dpaudit.errors import InvalidParameterError
@@ -63,18 +64,11 @@ def _check_labels(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return y
 
 
-def _logsumexp(z: np.ndarray, axis: int = -1) -> np.ndarray:
-    zmax = np.max(z, axis=axis, keepdims=True)
-    zmax = np.where(np.isfinite(zmax), zmax, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.squeeze(zmax, axis) + np.log(np.sum(np.exp(z - zmax), axis=axis))
-
-
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-example cross-entropy (nats): ``logsumexp(z) - z_y``."""
     logits = np.asarray(logits, dtype=np.float64)
     y = _check_labels(logits, y)
-    return _logsumexp(logits) - logits[np.arange(y.size), y]
+    return logsumexp(logits, axis=-1) - logits[np.arange(y.size), y]
 
 
 def logit_confidence(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -89,7 +83,7 @@ def logit_confidence(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     idx = np.arange(y.size)
     others = logits.copy()
     others[idx, y] = -np.inf
-    return logits[idx, y] - _logsumexp(others)
+    return logits[idx, y] - logsumexp(others, axis=-1)
 
 
 def loss_scores(model, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> np.ndarray:

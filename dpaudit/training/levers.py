@@ -63,16 +63,22 @@ class ParamEMA:
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
 
 
+def check_lr_schedule(kind: str) -> str:
+    """``kind`` if it names one of :data:`LR_SCHEDULES`, else a clear error."""
+    if kind not in LR_SCHEDULES:
+        from dpaudit.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {kind!r}")
+    return kind
+
+
 def lr_factor(kind: str, step: int, total_steps: int) -> float:
     """Multiplier of the base learning rate at ``step`` (0-based) of ``total_steps``.
 
     constant: 1; cosine: (1 + cos(pi t / T)) / 2; linear: 1 - t / T, with t = step and T =
     total_steps, so the first step uses the full rate and the rate approaches 0 at the end.
     """
-    if kind not in LR_SCHEDULES:
-        from dpaudit.errors import InvalidParameterError
-
-        raise InvalidParameterError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {kind!r}")
+    check_lr_schedule(kind)
     if kind == "constant" or total_steps <= 0:
         return 1.0
     t = min(max(step, 0), total_steps) / total_steps

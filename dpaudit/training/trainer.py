@@ -36,7 +36,7 @@ from dpaudit.training.budget import (
 from dpaudit.training.clipping import LossFn, check_model, default_loss, trainable_parameters
 from dpaudit.training.data import Dataset, load_dataset
 from dpaudit.training.ledger import PrivacyLedger
-from dpaudit.training.levers import LR_SCHEDULES, ParamEMA, lr_factor
+from dpaudit.training.levers import ParamEMA, check_lr_schedule, lr_factor
 from dpaudit.training.models import build_model, resolve_arch_kwargs
 from dpaudit.training.privatize import privatize
 from dpaudit.training.sampling import make_sampler
@@ -265,9 +265,7 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
         c.screening_config()  # validates
     if c.ema_decay is not None and not 0.0 <= float(c.ema_decay) < 1.0:
         raise InvalidParameterError(f"EMA decay must be in [0, 1), got {c.ema_decay!r}")
-    if c.lr_schedule not in LR_SCHEDULES:
-        raise InvalidParameterError(
-            f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {c.lr_schedule!r}")
+    check_lr_schedule(c.lr_schedule)
     if c.no_privacy:
         if c.plan_path or c.noise_multiplier is not None:
             raise InvalidParameterError("--no-privacy cannot be combined with --plan or a noise multiplier")
