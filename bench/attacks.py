@@ -1,4 +1,4 @@
-"""Attack statistics benchmark: dpaudit.attacks.stats beside its anchor libraries.
+"""Attack statistics benchmark: dpaudit.stats beside its anchor libraries.
 
 * Clopper-Pearson: ``clopper_pearson`` vs ``scipy.stats.binomtest(...).proportion_ci("exact")``;
 * ROC metrics: ``roc_metrics`` vs scikit-learn's ``roc_curve`` + ``roc_auc_score``;
@@ -27,7 +27,7 @@ def _cases(n: int) -> dict[str, Callable[[], object]]:
     from scipy.stats import binomtest
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from dpaudit.attacks import stats
+    from dpaudit import stats
 
     rng = np.random.default_rng(0)
     m, nm = rng.normal(1, 1, n), rng.normal(0, 1, n)

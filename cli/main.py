@@ -68,8 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     from dpaudit.errors import DPAuditError
 
     debug = os.environ.get("DPAUDIT_DEBUG") == "1"
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # bare `dpaudit`: the whole help, not one squashed error line
+        with click.Context(cli, info_name="dpaudit", help_option_names=["-h", "--help"]) as ctx:
+            click.echo(cli.get_help(ctx))
+        return
     try:
-        cli.main(args=argv, prog_name="dpaudit", standalone_mode=False)
+        cli.main(args=args, prog_name="dpaudit", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("dpaudit: aborted", err=True)
         sys.exit(130)

@@ -19,3 +19,7 @@ class OutOfValidityError(DPAuditError, ValueError):
 
 class UntrustedFileError(DPAuditError):
     """A file could not be loaded safely (corrupt, wrong format, or needs arbitrary unpickling)."""
+
+
+class OutputError(DPAuditError):
+    """An output (file or report folder) cannot be written; raised before any long work."""

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the file the mode a plain open() would (0666 & ~umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    _plain_mode(tmp_path)
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -39,6 +36,96 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def check_writable(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """Refuse, before any long work, an output file that could not be written.
+
+    The file's folder must exist and accept a new file (checked by creating and removing a
+    temporary file there, which catches read-only mounts and pseudo file systems such as
+    /proc), and ``path`` must not be a folder. Returns ``path`` as a :class:`Path`.
+    Raises :class:`~dpaudit.errors.OutputError` with one readable line otherwise.
+    """
+    from dpaudit.errors import OutputError
+
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{what} {target} is a folder")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {what} {target}: folder {parent} does not exist")
+    _probe_folder(parent, f"{what} {target}")
+    return target
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "report folder") -> Path:
+    """Refuse, before any long work, a folder that files could not be written into.
+
+    An existing folder must accept new files; a missing one must be creatable (its parent
+    exists and accepts new entries). Nothing is created here. Returns ``path`` as a Path.
+    """
+    from dpaudit.errors import OutputError
+
+    d = Path(path)
+    if d.exists() and not d.is_dir():
+        raise OutputError(f"{what} {d} exists and is not a folder")
+    probe = d if d.is_dir() else (d.parent if str(d.parent) else Path("."))
+    if not probe.is_dir():
+        raise OutputError(f"cannot create {what} {d}: folder {probe} does not exist")
+    _probe_folder(probe, f"{what} {d}")
+    return d
+
+
+def _probe_folder(folder: Path, label: str) -> None:
+    from dpaudit.errors import OutputError
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dpaudit-write-check.", dir=folder)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(
+            f"cannot write {label}: folder {folder} does not accept new files ({reason})"
+        ) from None
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Path]]:
+    """All-or-nothing output of several files.
+
+    Yields one temporary path per target (beside it, same folder); when the block succeeds
+    every temporary file is renamed onto its target, otherwise all of them are removed and no
+    target is touched. Folders of the targets must exist (see :func:`check_writable`).
+    A crash between two renames (power loss) can still leave a subset; within one process
+    run, an error while *producing* any of the files leaves none of them.
+    """
+    targets = [Path(p) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for t in targets:
+            parent = t.parent if str(t.parent) else Path(".")
+            if not parent.exists():
+                raise FileNotFoundError(2, "output folder does not exist", str(parent))
+            fd, name = tempfile.mkstemp(prefix=f".{t.name}.", suffix=".tmp", dir=parent)
+            os.close(fd)
+            _plain_mode(Path(name))
+            tmps.append(Path(name))
+        yield list(tmps)
+        for tmp_path, t in zip(tmps, targets):
+            os.replace(tmp_path, t)
+    finally:
+        for tmp_path in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path.unlink()
+
+
+def _plain_mode(path: Path) -> None:
+    """mkstemp creates 0600; give the file the mode a plain open() would (0666 & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -9,6 +9,17 @@ from dpaudit.errors import DPAuditError
 from dpaudit.io import atomic_path
 
 
+def require_matplotlib(what: str = "plotting") -> None:
+    """Raise the same clear error as :func:`pyplot` if matplotlib is not installed, without
+    importing it (call before long work whose output includes a plot)."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise DPAuditError(
+            f"{what} needs matplotlib: pip install 'dpaudit[plot]' (or pip install matplotlib)"
+        )
+
+
 def pyplot() -> Any:
     """Import matplotlib with the non-interactive Agg backend, or raise a clear error."""
     try:

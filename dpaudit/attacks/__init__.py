@@ -1,6 +1,6 @@
 """Privacy attacks on trained models and the statistics to read them.
 
-* :mod:`dpaudit.attacks.stats` — pure numpy/scipy (no torch): Clopper-Pearson intervals,
+* :mod:`dpaudit.stats` — pure numpy/scipy (no torch): Clopper-Pearson intervals,
   empirical epsilon lower bounds with valid threshold selection, ROC metrics, DP caps.
   The audit package reuses it.
 * :mod:`dpaudit.attacks.membership` — loss-threshold attack (Yeom et al. 2018) and the

@@ -10,7 +10,7 @@
 
 :func:`evaluate_scores` turns any member / non-member scores into a
 :class:`MembershipResult`: ROC metrics, the empirical epsilon lower bound with a valid
-threshold choice (:mod:`dpaudit.attacks.stats`), the caps the claimed (eps, delta) allows, and
+threshold choice (:mod:`dpaudit.stats`), the caps the claimed (eps, delta) allows, and
 the verdict.  Scores, metrics and bounds are numpy; only the model evaluation uses torch.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp
 
-from dpaudit.attacks import stats
+from dpaudit import stats
 from dpaudit.errors import InvalidParameterError
 
 
@@ -96,8 +96,8 @@ def loss_scores(model, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> np.
 class MembershipResult:
     """One membership attack's outcome against one target.
 
-    ``roc``: descriptive metrics (:class:`~dpaudit.attacks.stats.RocMetrics`).
-    ``bound``: the empirical epsilon lower bound (:class:`~dpaudit.attacks.stats.EpsilonLowerBound`)
+    ``roc``: descriptive metrics (:class:`~dpaudit.stats.RocMetrics`).
+    ``bound``: the empirical epsilon lower bound (:class:`~dpaudit.stats.EpsilonLowerBound`)
     at ``bound.confidence`` and the claimed delta (0 when there is no claim).
     ``caps``: what the claimed (eps, delta) allows (``None`` without a claim).
     ``verdict``: ``consistent`` / ``violation`` / ``no-claim``.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpaudit.attacks import stats
+from dpaudit import stats
 from dpaudit.attacks.inversion import InversionConfig, InversionResult, model_inversion
 from dpaudit.attacks.membership import MembershipResult, evaluate_scores, loss_scores
 from dpaudit.attacks.target import Target

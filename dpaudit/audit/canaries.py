@@ -26,7 +26,7 @@ Two estimates from R runs per world:
 * **Clopper-Pearson route** (rigorous, drives the verdict): the empirical ε lower bound
   ``max(ln((1-δ-FNR̄)/FPR̄), ln((1-δ-FPR̄)/FNR̄))`` (Kairouz et al. 2015, Thm 2.1) with
   Clopper-Pearson upper bounds and a valid (Bonferroni over a data-independent grid)
-  threshold choice -- :func:`dpaudit.attacks.stats.epsilon_lower_bound_from_scores`.
+  threshold choice -- :func:`dpaudit.stats.epsilon_lower_bound_from_scores`.
 * **GDP route** (estimate; Nasr et al. 2023's GDP-based ε estimation): assume the trade-off curve is μ-GDP
   (Dong, Roth, Su 2022, Def. 2.7), bound μ from one a-priori threshold (s = 0, the
   likelihood-ratio midpoint): ``μ̄ = Φ⁻¹(1-FPR̄) - Φ⁻¹(FNR̄)`` with Clopper-Pearson bounds
@@ -119,7 +119,7 @@ def gdp_route(in_scores: np.ndarray, out_scores: np.ndarray, delta: float, alpha
     """μ lower bound and GDP ε estimate from one a-priori threshold (see module docstring)."""
     from scipy.stats import norm
 
-    from dpaudit.attacks.stats import clopper_pearson, gdp_epsilon
+    from dpaudit.stats import clopper_pearson, gdp_epsilon
 
     n1, n0 = len(in_scores), len(out_scores)
     fp = int(np.sum(out_scores > threshold))
@@ -165,7 +165,7 @@ def canary_audit(adapter: TrainerAdapter, *, alpha: float, runs: int = 500, seed
                  workers: int | None = None) -> CheckResult:
     """Multi-run Dirac canary audit; ``violation`` if the Clopper-Pearson ε lower bound (at
     confidence 1 - alpha) exceeds the claimed ε."""
-    from dpaudit.attacks.stats import epsilon_lower_bound_from_scores
+    from dpaudit.stats import epsilon_lower_bound_from_scores
 
     claim = adapter.claim()
     t0 = time.perf_counter()

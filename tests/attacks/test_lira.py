@@ -9,8 +9,8 @@ import pytest
 from scipy.stats import norm
 
 from dpaudit.attacks.lira import InlineExecutor, lira, lira_scores, shadow_assignment
-from dpaudit.attacks.stats import roc_metrics
 from dpaudit.errors import InvalidParameterError
+from dpaudit.stats import roc_metrics
 
 pytest.importorskip("torch")
 

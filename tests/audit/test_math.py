@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from dpaudit.attacks.stats import gdp_epsilon, gdp_mu
 from dpaudit.audit.canaries import gdp_route, llr
 from dpaudit.audit.one_run import epsilon_lower_bound, guess_grid, p_value
 from dpaudit.errors import InvalidParameterError
+from dpaudit.stats import gdp_epsilon, gdp_mu
 
 
 @given(st.integers(1, 200), st.data(), st.floats(0.0, 5.0))

@@ -1,4 +1,4 @@
-"""Property and golden tests for dpaudit.attacks.stats (pure numpy/scipy)."""
+"""Property and golden tests for dpaudit.stats (pure numpy/scipy)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dpaudit.attacks import stats as S
-from dpaudit.attacks.stats import (
+from dpaudit import stats as S
+from dpaudit.errors import InvalidParameterError
+from dpaudit.stats import (
     clopper_pearson,
     dp_advantage_cap,
     dp_auc_cap,
@@ -25,7 +26,6 @@ from dpaudit.attacks.stats import (
     roc_metrics,
     verdict,
 )
-from dpaudit.errors import InvalidParameterError
 
 # ----------------------------------------------------------------------------- golden values
 
@@ -78,7 +78,7 @@ def test_cp_monotone(n, k):
 def test_cp_upper_coverage_by_simulation(p, n):
     rng = np.random.default_rng(1)
     ks = rng.binomial(n, p, size=4000)
-    his = S._cp_upper(ks, n, 0.05)
+    his = S.cp_upper(ks, n, 0.05)
     assert np.mean(p <= his) >= 0.95 - 0.01  # exact method: coverage >= nominal
 
 
@@ -187,8 +187,8 @@ def test_confidence_tight_mechanism_and_naive_selection_fails():
             ok[method] += r.epsilon <= eps
         ms, ns = np.sort(m), np.sort(nm)
         taus = np.unique(np.concatenate([ms, ns]))
-        tp, fp = S._counts_at(ms, ns, taus)
-        naive = S._eps_from_rate_bounds(S._cp_upper(fp, n, 0.025), S._cp_upper(n - tp, n, 0.025), 0)
+        tp, fp = S.counts_at(ms, ns, taus)
+        naive = S.eps_from_rate_bounds(S.cp_upper(fp, n, 0.025), S.cp_upper(n - tp, n, 0.025), 0)
         naive_over += naive.max() > eps
     for method, k in ok.items():
         assert k / trials >= 0.95, method
