@@ -23,6 +23,7 @@ from dpaudit.accounting.events import (
     GaussianSegment,
     check_delta,
     check_epsilon,
+    steps_per_epoch,
 )
 from dpaudit.errors import InvalidParameterError
 
@@ -77,4 +78,5 @@ __all__ = [
     "delta",
     "epsilon",
     "get_accountant",
+    "steps_per_epoch",
 ]

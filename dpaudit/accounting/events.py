@@ -63,6 +63,33 @@ def check_epsilon(epsilon: float) -> float:
     return e
 
 
+def steps_per_epoch(
+    batching: str,
+    *,
+    dataset_size: int | None = None,
+    batch_size: int | None = None,
+    sample_rate: float | None = None,
+) -> int:
+    """Steps in one epoch -- the one rule every layer uses (accountants, samplers, ledger, audit).
+
+    Fixed-size batches that partition the data (``shuffle``) need ceil(N/B) steps (ceil(1/q)
+    from a sample rate) to see every example once. Poisson sampling has no epochs of its own;
+    an "epoch" is the expected number of steps to draw N examples, rounded: round(N/B)
+    (round(1/q)), at least 1. Give (``dataset_size``, ``batch_size``) or ``sample_rate``.
+    """
+    if dataset_size is not None and batch_size is not None:
+        n, b = int(dataset_size), int(batch_size)
+        if n < 1 or b < 1:
+            raise InvalidParameterError(f"dataset size and batch size must be >= 1, got {n}, {b}")
+        return math.ceil(n / b) if batching != "poisson" else max(1, round(n / b))
+    if sample_rate is None:
+        raise InvalidParameterError("steps per epoch need a dataset size and batch size, or a sample rate")
+    q = _finite("sample rate", sample_rate)
+    if not 0.0 < q <= 1.0:
+        raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
+    return math.ceil(1.0 / q - 1e-9) if batching != "poisson" else max(1, round(1.0 / q))
+
+
 @dataclass(frozen=True)
 class GaussianSegment:
     """``count`` consecutive releases of the subsampled Gaussian mechanism.
@@ -201,15 +228,14 @@ class DpSgdRun:
             if b > n:
                 raise InvalidParameterError(f"batch size ({b}) exceeds dataset size ({n})")
             q = b / n
-            spe = math.ceil(n / b) if batching == "shuffle" else max(1, round(n / b))
+            spe = steps_per_epoch(batching, dataset_size=n, batch_size=b)
         else:
             q = _finite("sample rate", sample_rate)
             if not 0.0 < q <= 1.0:
                 raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
             n = int(dataset_size) if dataset_size is not None else None
             b = int(batch_size) if batch_size is not None else None
-            # Shuffled: ceil(N/B) = ceil(1/q) batches cover the data; Poisson: 1/q expected steps.
-            spe = math.ceil(1.0 / q - 1e-9) if batching == "shuffle" else max(1, round(1.0 / q))
+            spe = steps_per_epoch(batching, sample_rate=q)
         if (epochs is None) == (steps is None):
             raise InvalidParameterError("give exactly one of epochs or steps")
         if steps is not None:
@@ -278,8 +304,7 @@ class DpSgdRun:
         """The same run re-described under another batching (its default relation)."""
         spe = self.steps_per_epoch
         if self.dataset_size and self.batch_size:
-            n, b = self.dataset_size, self.batch_size
-            spe = math.ceil(n / b) if batching == "shuffle" else max(1, round(n / b))
+            spe = steps_per_epoch(batching, dataset_size=self.dataset_size, batch_size=self.batch_size)
         # Same number of (possibly fractional) epochs under the new steps-per-epoch.
         total = max(1, round(self.total_steps * spe / self.steps_per_epoch))
         n_ep = math.ceil(total / spe)
