@@ -73,7 +73,7 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
         device=device, workers=workers, progress=(not as_json) and sys.stderr.isatty(),
         seed=seed, inversion=InversionConfig(max_iter=inversion_iters),
     )
-    from dpaudit.training.trainer import resolve_device
+    from dpaudit.runtime import resolve_device
 
     resolve_device(device)
     if members_npz is not None:

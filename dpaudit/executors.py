@@ -48,11 +48,20 @@ def make_executor(
     workers: int | None = None,
     threads_per_worker: int = 1,
 ) -> cf.Executor:
-    """An executor by name (``inline``, ``thread``, ``process``) or the one given."""
+    """An executor by name (``inline``, ``thread``, ``process``) or the one given.
+
+    ``workers`` defaults to the CPUs this process may use (:func:`dpaudit.runtime.available_cpus`,
+    the affinity mask), not ``os.cpu_count()``."""
     if isinstance(kind, cf.Executor):
         return kind
     if kind in (None, "inline"):
         return InlineExecutor()
+    if workers is None:
+        from dpaudit.runtime import available_cpus
+
+        workers = available_cpus()
+    if int(workers) < 1:
+        raise InvalidParameterError(f"workers must be >= 1, got {workers!r}")
     if kind == "thread":
         return cf.ThreadPoolExecutor(max_workers=workers)
     if kind == "process":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +35,7 @@ import numpy as np
 
 from dpaudit.errors import InvalidParameterError
 from dpaudit.executors import InlineExecutor, make_executor  # noqa: F401  (InlineExecutor re-exported)
+from dpaudit.runtime import available_cpus
 
 #: Below this many shadows the variance is pooled over examples (Carlini et al. 2022, Sec. IV).
 GLOBAL_VARIANCE_BELOW = 64
@@ -52,7 +52,7 @@ _DATASETS: dict[tuple[str, str | None], object] = {}
 def default_executor(workers: int | None = None) -> cf.Executor:
     """``workers <= 1`` -> :class:`InlineExecutor`; else a spawn-context process pool with one
     torch thread per worker (``workers=None``: min(cpu count, 4))."""
-    n = min(os.cpu_count() or 1, 4) if workers is None else int(workers)
+    n = min(available_cpus(), 4) if workers is None else int(workers)
     return make_executor("inline" if n <= 1 else "process", n, threads_per_worker=1)
 
 

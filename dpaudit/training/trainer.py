@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from dpaudit.errors import InvalidParameterError
+from dpaudit.runtime import configure_threads, resolve_device
 from dpaudit.training.budget import (
     Accounted,
     NoisePlan,
@@ -167,59 +168,6 @@ class Callback:
 
     def on_epoch_end(self, state: TrainState, row: dict) -> None:  # pragma: no cover
         pass
-
-
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``threads`` if given, else leave an explicit
-    ``$OMP_NUM_THREADS`` alone, else :func:`default_threads`.
-
-    Measured on the 2-vCPU reference machine (bench/trainer.py, docs/benchmarks.md): when the
-    machine is otherwise idle, 2 threads make a DP step of the MNIST CNN 1.5x faster than 1;
-    when another process keeps a core busy, 2 threads are 3-8x *slower* (OpenMP workers
-    spin-wait for a descheduled sibling) -- pass ``threads=1`` / ``--threads 1`` on a shared
-    machine."""
-    if threads is not None:
-        if int(threads) < 1:
-            raise InvalidParameterError(f"threads must be >= 1, got {threads!r}")
-        torch.set_num_threads(int(threads))
-    elif not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(default_threads())
-    return torch.get_num_threads()
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on: CPUs in its affinity mask, counting SMT
-    siblings once (Linux sysfs topology); the logical count where topology is unknown."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-    cores: set[str] = set()
-    for c in cpus:
-        try:
-            with open(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list") as f:
-                cores.add(f.read().strip())
-        except OSError:
-            return len(cpus) or 1
-    return len(cores) or 1
-
-
-def default_threads() -> int:
-    """min(physical cores, 4): the per-step products of DP-SGD on these models gain little
-    beyond 4 threads."""
-    return max(1, min(4, physical_cores()))
-
-
-def resolve_device(device: str) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise InvalidParameterError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError("--device cuda requested but CUDA is not available here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidParameterError("--device mps requested but MPS is not available here")
-    return dev
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:

@@ -246,7 +246,7 @@ def test_noise_is_secret_unless_reproducible(digits):
 def test_default_threads_counts_physical_cores():
     import os
 
-    from dpaudit.training.trainer import default_threads, physical_cores
+    from dpaudit.runtime import default_threads, physical_cores
 
     n = physical_cores()
     assert 1 <= n <= (os.cpu_count() or 1)
