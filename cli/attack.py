@@ -59,7 +59,7 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
     """Attack MODEL (a model.pt from `dpaudit train`, or a third-party model with
     --members/--non-members) and compare the leakage with its privacy claim."""
     from dpaudit.attacks.inversion import InversionConfig
-    from dpaudit.attacks.options import AttackOptions, resolve_attacks
+    from dpaudit.attacks.options import AttackOptions, check_report_dir, resolve_attacks
     from dpaudit.attacks.target import check_target_inputs
     from dpaudit.modelfile import NotADpauditModelError
 
@@ -75,13 +75,12 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
         device=device, workers=workers, progress=(not as_json) and sys.stderr.isatty(),
         seed=seed, inversion=InversionConfig(max_iter=inversion_iters),
     )
-    from dpaudit.attacks.report import check_report_dir, run_attacks, write_report
-
     if report_dir is not None:
         check_report_dir(report_dir)
     check_target_inputs(model_path, members_npz, nonmembers_npz, arch=arch, num_classes=num_classes,
                         claimed_epsilon=claimed_epsilon, claimed_delta=claimed_delta, data_dir=data_dir)
 
+    from dpaudit.attacks.report import run_attacks, write_report
     from dpaudit.attacks.target import target_from_model_file, target_from_third_party
     from dpaudit.runtime import resolve_device
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dpaudit import stats
 from dpaudit.attacks.inversion import InversionConfig
 from dpaudit.errors import InvalidParameterError
+from dpaudit.io import check_output_dir
+from dpaudit.plotting import require_matplotlib
 
 #: The attacks, by name: loss-threshold membership inference, LiRA (shadow models), MI-FACE.
 ATTACKS: tuple[str, ...] = ("loss", "lira", "inversion")
@@ -58,3 +62,11 @@ class AttackOptions:
             raise InvalidParameterError(f"LiRA needs at least 2 shadow models, got {self.shadow_models}")
         if self.method not in stats.METHODS:
             raise InvalidParameterError(f"threshold selection must be one of {', '.join(stats.METHODS)}")
+
+
+def check_report_dir(directory: str | os.PathLike[str]) -> Path:
+    """Refuse, before any attack runs, a report folder that could not be written or a
+    report whose plots could not be drawn (matplotlib missing)."""
+    d = check_output_dir(directory)
+    require_matplotlib("an attack report (roc.png, inversion.png)")
+    return d

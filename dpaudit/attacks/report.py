@@ -26,10 +26,10 @@ import numpy as np
 from dpaudit import stats
 from dpaudit.attacks.inversion import InversionResult, model_inversion
 from dpaudit.attacks.membership import MembershipResult, evaluate_scores, loss_scores
-from dpaudit.attacks.options import AttackOptions
+from dpaudit.attacks.options import AttackOptions, check_report_dir
 from dpaudit.attacks.target import Target
-from dpaudit.io import atomic_folder, check_output_dir, dumps_json
-from dpaudit.plotting import pyplot, require_matplotlib
+from dpaudit.io import atomic_folder, dumps_json
+from dpaudit.plotting import pyplot
 
 #: Files of a report folder, in the order they are listed.
 REPORT_FILES: tuple[str, ...] = ("report.json", "roc.png", "inversion.png", "report.md")
@@ -256,14 +256,6 @@ def inversion_figure(result: InversionResult) -> Any:
 def _save_png(fig: Any, path: Path) -> None:
     fig.savefig(path, format="png", dpi=120)
     pyplot().close(fig)
-
-
-def check_report_dir(directory: str | os.PathLike[str]) -> Path:
-    """Refuse, before any attack runs, a report folder that could not be written or a
-    report whose plots could not be drawn (matplotlib missing)."""
-    d = check_output_dir(directory)
-    require_matplotlib("an attack report (roc.png, inversion.png)")
-    return d
 
 
 def report_markdown(report: AttackReport) -> str:
