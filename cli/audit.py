@@ -1,63 +1,22 @@
 """``dpaudit audit``: verify a DP trainer (thin layer over :func:`dpaudit.audit.audit`).
 
+Every argument is checked before torch is imported (the claim, the checks, the counts, the
+report folder), so a bad value is refused in well under a second.
+
 Exit status: 0 when no check found a violation, 1 when one did, 2 on a usage error.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import sys
 
 import click
 
 from cli.common import echo_json
-
-
-def _load_trainer(spec: str, claim):
-    """Import ``module:function`` and call it (with ``claim=`` when claim flags were given)."""
-    from dpaudit.audit import TrainerAdapter
-    from dpaudit.errors import InvalidParameterError
-
-    if ":" not in spec:
-        raise InvalidParameterError(f"--trainer must look like module:function, got {spec!r}")
-    module, func = spec.split(":", 1)
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        factory = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidParameterError(f"cannot load trainer {spec!r}: {exc}") from None
-    if not callable(factory):
-        raise InvalidParameterError(f"{spec} is not callable (expected a factory returning a TrainerAdapter)")
-    adapter = factory(claim=claim) if claim is not None else factory()
-    if not isinstance(adapter, TrainerAdapter):
-        raise InvalidParameterError(
-            f"{spec} returned {type(adapter).__name__}, not a TrainerAdapter "
-            "(needs name, claim() and privatized_gradient())")
-    return adapter
-
-
-def _claim(epsilon, delta, sample_rate, batch_size, dataset_size, noise_multiplier, clip, steps, batching):
-    from dpaudit.audit import Claim
-    from dpaudit.errors import InvalidParameterError
-
-    if noise_multiplier is None or steps is None:
-        raise InvalidParameterError("give --noise-multiplier and --steps (the claimed mechanism)")
-    if sample_rate is None:
-        if batch_size is None or dataset_size is None:
-            raise InvalidParameterError("give --sample-rate, or --batch-size and --dataset-size")
-        if dataset_size < 1 or not 1 <= batch_size <= dataset_size:
-            raise InvalidParameterError("need 1 <= --batch-size <= --dataset-size")
-        sample_rate = batch_size / dataset_size
-    if epsilon is None:  # what the trainer would claim: the tightest sound accountant
-        from dpaudit.accounting import epsilon as account
-
-        probe = Claim(epsilon=0.0, delta=delta, sample_rate=sample_rate, noise_multiplier=noise_multiplier,
-                      clip=clip, steps=steps, batching=batching, dataset_size=dataset_size)
-        epsilon = account(probe.to_run(), delta, "pld").epsilon
-    return Claim(epsilon=epsilon, delta=delta, sample_rate=sample_rate, noise_multiplier=noise_multiplier,
-                 clip=clip, steps=steps, batching=batching, dataset_size=dataset_size)
+from dpaudit.accounting.events import BATCHINGS
+from dpaudit.audit.checks import CHECK_GROUPS, CHECKS
+from dpaudit.audit.loading import BUILTIN_ADAPTERS
+from dpaudit.executors import EXECUTORS
 
 
 @click.command("audit")
@@ -65,27 +24,27 @@ def _claim(epsilon, delta, sample_rate, batch_size, dataset_size, noise_multipli
               help="Factory returning a TrainerAdapter (called with claim=... when claim flags are given).")
 @click.option("--model", "model_path", default=None, type=click.Path(dir_okay=False, exists=True),
               help="A model.pt from `dpaudit train`: audit the reference trainer against its recorded claim.")
-@click.option("--builtin", default=None, type=click.Choice(["reference", "opacus"]),
+@click.option("--builtin", default=None, type=click.Choice(BUILTIN_ADAPTERS),
               help="Audit a built-in adapter (default: reference when --trainer is absent).")
 @click.option("--epsilon", type=float, default=None, help="Claimed epsilon (default: PLD figure of the parameters).")
 @click.option("--delta", type=float, default=1e-5, show_default=True, help="Claimed delta.")
 @click.option("--sample-rate", type=float, default=None, help="Claimed q (or --batch-size with --dataset-size).")
 @click.option("--batch-size", type=int, default=None, help="Expected batch size B (q = B/N).")
-@click.option("--dataset-size", type=int, default=None, help="Training-set size N.")
+@click.option("--dataset-size", type=int, default=None,
+              help="Training-set size N (needed unless --batch-size gives B: the update is divided by B = qN).")
 @click.option("--noise-multiplier", type=float, default=None, help="Claimed sigma.")
 @click.option("--clip", type=float, default=1.0, show_default=True, help="Claimed clipping norm C.")
 @click.option("--steps", type=int, default=None, help="Claimed number of noisy steps.")
-@click.option("--batching", default="poisson", show_default=True, type=click.Choice(["poisson", "shuffle"]))
+@click.option("--batching", default="poisson", show_default=True, type=click.Choice(BATCHINGS))
 @click.option("--checks", default="all", show_default=True,
-              help="all, probes, audits, or a comma list (accounting, sensitivity, noise_variance, fresh_noise, "
-                   "per_sample_gradients, sampler, canary_multi_run, canary_one_run).")
+              help=f"{', '.join(CHECK_GROUPS)}, or a comma list ({', '.join(CHECKS)}).")
 @click.option("--runs", type=int, default=200, show_default=True, help="Multi-run canary audit: runs per world.")
 @click.option("--canaries", type=int, default=1000, show_default=True, help="One-run audit: number of canaries.")
 @click.option("--canary-steps", type=int, default=None, help="Audit only the first steps (cheaper, looser).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Family-wise confidence.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--executor", default="process", show_default=True, type=click.Choice(["inline", "thread", "process"]))
-@click.option("--workers", type=int, default=None, help="Executor workers (default: the executor's).")
+@click.option("--executor", default="process", show_default=True, type=click.Choice(EXECUTORS))
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Executor workers (default: the executor's).")
 @click.option("--device", default="cpu", show_default=True, help="Device of the built-in adapters (cpu, cuda, cuda:N).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False),
@@ -94,27 +53,41 @@ def audit(trainer, model_path, builtin, epsilon, delta, sample_rate, batch_size,
           batching, checks, runs, canaries, canary_steps, confidence, seed, executor, workers, device, as_json,
           report_dir):
     """Verify a DP trainer: probes, canary audits and re-accounting, one verdict per check."""
-    from dpaudit.audit import OpacusAdapter, ReferenceAdapter, resolve_checks
-    from dpaudit.audit import audit as run_audit
-    from dpaudit.errors import InvalidParameterError
+    from dpaudit.audit import Claim, check_options, parse_adapter_spec, resolve_checks
+    from dpaudit.io import check_output_dir
 
+    # Everything below until the adapter is built is torch-free.
     if sum(bool(x) for x in (trainer, builtin, model_path)) > 1:
-        raise InvalidParameterError("give one of --trainer, --builtin, --model")
-    resolve_checks(checks)  # fail fast on a typo, before any work
+        raise click.UsageError("give one of --trainer, --builtin, --model")
+    resolve_checks(checks)
+    check_options(confidence, runs, canaries, canary_steps)
+    if report_dir:
+        check_output_dir(report_dir)
     has_claim = noise_multiplier is not None or steps is not None
-    if model_path:
-        from dpaudit.audit import Claim
-        from dpaudit.training.checkpoint import read_model_file
+    claim = None
+    if trainer:
+        parse_adapter_spec(trainer)
+    if not model_path and (has_claim or not trainer):
+        if noise_multiplier is None or steps is None:
+            raise click.UsageError("give --noise-multiplier and --steps (the claimed mechanism)")
+        if sample_rate is None and (batch_size is None or dataset_size is None):
+            raise click.UsageError("give --sample-rate, or --batch-size and --dataset-size")
+        if dataset_size is None and batch_size is None:
+            raise click.UsageError("give --dataset-size (or --batch-size): the update is divided by B = q*N")
+        claim = Claim.create(epsilon=epsilon, delta=delta, sample_rate=sample_rate, batch_size=batch_size,
+                             dataset_size=dataset_size, noise_multiplier=noise_multiplier, clip=clip, steps=steps,
+                             batching=batching)
 
-        claim = Claim.from_metadata(read_model_file(model_path)["metadata"])
-        adapter = ReferenceAdapter(claim, device)
+    from dpaudit.audit import audit as run_audit
+    from dpaudit.audit import builtin_adapter, load_adapter
+
+    if model_path:
+        adapter = builtin_adapter("reference", Claim.from_model_file(model_path), device)
     elif trainer:
-        claim = _claim(epsilon, delta, sample_rate, batch_size, dataset_size, noise_multiplier, clip, steps,
-                       batching) if has_claim else None
-        adapter = _load_trainer(trainer, claim)
+        adapter = load_adapter(trainer, claim)
     else:
-        claim = _claim(epsilon, delta, sample_rate, batch_size, dataset_size, noise_multiplier, clip, steps, batching)
-        adapter = OpacusAdapter(claim, device) if builtin == "opacus" else ReferenceAdapter(claim, device)
+        assert claim is not None
+        adapter = builtin_adapter(builtin or "reference", claim, device)
 
     def progress(name: str) -> None:
         if not as_json:

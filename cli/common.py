@@ -1,5 +1,4 @@
-"""Helpers shared by CLI commands: JSON output and atomic file writes (re-exported from the
-library so that library users get the same behaviour)."""
+"""Helpers shared by CLI commands: JSON output (through the library's one JSON cleaner)."""
 
 from __future__ import annotations
 
@@ -7,7 +6,7 @@ from typing import Any
 
 import click
 
-from dpaudit.io import atomic_write_bytes, atomic_write_text, dumps_json  # noqa: F401
+from dpaudit.io import dumps_json
 
 
 def echo_json(obj: Any) -> None:

@@ -121,6 +121,27 @@ def atomic_outputs(paths: Sequence[str | os.PathLike[str]]) -> Iterator[list[Pat
                 tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_folder(directory: str | os.PathLike[str], names: Sequence[str]) -> Iterator[list[Path]]:
+    """All-or-nothing output of the files ``names`` into ``directory`` (a report folder).
+
+    The folder is created if missing (its parent must exist: see :func:`check_output_dir`);
+    yields one temporary path per name, as :func:`atomic_outputs`. If the block fails, no
+    file is written and a folder created here is removed again.
+    """
+    d = Path(directory)
+    created = not d.exists()
+    d.mkdir(exist_ok=True)
+    try:
+        with atomic_outputs([d / n for n in names]) as tmps:
+            yield tmps
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        raise
+
+
 def _plain_mode(path: Path) -> None:
     """mkstemp creates 0600; give the file the mode a plain open() would (0666 & ~umask)."""
     umask = os.umask(0)

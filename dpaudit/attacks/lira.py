@@ -30,6 +30,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,8 @@ GLOBAL_VARIANCE_BELOW = 64
 #: 2-process spawn pool on a 2-core machine (per-worker start-up: interpreter, torch, data).
 POOL_MIN_TRAIN = 10_000
 
-_DATASETS: dict[tuple[str, str | None], object] = {}
+#: Data sets loaded in this process, keyed (name, data folder, pooled with the test split?).
+_DATASETS: dict[tuple[str, str | None, bool], Any] = {}
 
 
 # --------------------------------------------------------------------------- executors
@@ -90,12 +92,13 @@ def pooled(ds):
 def _dataset_for(config: dict, pool_test: bool = False):
     from dpaudit.training import load_dataset
 
-    key = (str(config.get("dataset", "digits")), config.get("data_dir"))
+    name, data_dir = str(config.get("dataset", "digits")), config.get("data_dir")
+    key = (name, data_dir, False)
     if key not in _DATASETS:
-        _DATASETS[key] = load_dataset(key[0], key[1])
+        _DATASETS[key] = load_dataset(name, data_dir)
     if not pool_test:
         return _DATASETS[key]
-    pkey = (*key, "pooled")
+    pkey = (name, data_dir, True)
     if pkey not in _DATASETS:
         _DATASETS[pkey] = pooled(_DATASETS[key])
     return _DATASETS[pkey]
@@ -134,8 +137,8 @@ def run_shadows(
     """Run the tasks through ``executor`` (default :func:`default_executor`); returns the
     (K, N) array of ``phi`` in task order.  Shows a tqdm bar on stderr when ``progress``."""
     own = executor is None
-    ex = default_executor(workers) if own else executor
-    out: list[np.ndarray | None] = [None] * len(tasks)
+    ex = default_executor(workers) if executor is None else executor
+    out: list[np.ndarray] = [np.empty(0)] * len(tasks)
     try:
         futures = {ex.submit(train_shadow, t): i for i, t in enumerate(tasks)}
         done = cf.as_completed(futures)
@@ -259,9 +262,8 @@ def lira(
     if mem.size == 0 or non.size == 0:
         raise InvalidParameterError("LiRA needs both members and non-members of the target")
     population = np.concatenate([mem, non])
-    key = (str(config.get("dataset", "digits")), config.get("data_dir"))
     if dataset is not None:
-        _DATASETS.setdefault(key, dataset)
+        _DATASETS.setdefault((str(config.get("dataset", "digits")), config.get("data_dir"), False), dataset)
     ds = _dataset_for(config, pool_test) if dataset is None or pool_test else dataset
     rng = np.random.default_rng(seed)
     in_mask = shadow_assignment(int(n_shadows), population.size, rng)

@@ -178,20 +178,3 @@ def evaluate_scores(
         notes=tuple(notes),
     )
 
-
-def loss_attack(
-    model,
-    members: tuple[np.ndarray, np.ndarray],
-    nonmembers: tuple[np.ndarray, np.ndarray],
-    *,
-    device: str = "cpu",
-    **evaluate_kwargs,
-) -> MembershipResult:
-    """Run the loss-threshold attack on ``(x, y)`` members and non-members and evaluate it.
-
-    ``evaluate_kwargs`` go to :func:`evaluate_scores` (claimed_epsilon, claimed_delta,
-    confidence, method, rng).
-    """
-    ms = loss_scores(model, members[0], members[1], device)
-    ns = loss_scores(model, nonmembers[0], nonmembers[1], device)
-    return evaluate_scores("loss", ms, ns, **evaluate_kwargs)

@@ -6,58 +6,33 @@ with confidence ``c``.  The headline membership numbers (``membership.auc`` ...)
 the test that gave the largest bound (ties: the larger AUC); all tests are listed under
 ``membership.attacks``.
 
-Files (all written atomically): ``report.json`` (the same document ``--json`` prints),
-``roc.png`` (ROC curves on log-log axes, with the claimed (eps, delta) cap),
-``inversion.png`` (reconstructions above the members' class means) and ``report.md``.
+Files (all of them or none: :func:`write_report`): ``report.json`` (the same document
+``--json`` prints), ``roc.png`` (ROC curves on log-log axes, with the claimed (eps, delta)
+cap), ``inversion.png`` (reconstructions above the members' class means) and ``report.md``.
+:func:`check_report_dir` refuses an unusable folder or a missing matplotlib before any work.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dpaudit import stats
-from dpaudit.attacks.inversion import InversionConfig, InversionResult, model_inversion
+from dpaudit.attacks.inversion import InversionResult, model_inversion
 from dpaudit.attacks.membership import MembershipResult, evaluate_scores, loss_scores
+from dpaudit.attacks.options import AttackOptions, check_report_dir
 from dpaudit.attacks.target import Target
-from dpaudit.errors import DPAuditError, InvalidParameterError
-from dpaudit.io import atomic_path, atomic_write_text, dumps_json
+from dpaudit.io import atomic_folder, dumps_json
+from dpaudit.plotting import pyplot
 
-ATTACKS: tuple[str, ...] = ("loss", "lira", "inversion")
-DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "inversion")
-
-
-@dataclass(frozen=True)
-class AttackOptions:
-    """What to run and how.  ``attacks``: subset of :data:`ATTACKS`; ``shadow_models``: K for
-    LiRA; ``confidence``: of every epsilon bound (overall, after the Bonferroni split);
-    ``method``: threshold selection ("bonferroni" | "split"); ``workers``: shadow-training
-    processes (<= 1: in this process)."""
-
-    attacks: tuple[str, ...] = DEFAULT_ATTACKS
-    shadow_models: int = 8
-    confidence: float = 0.95
-    method: str = "bonferroni"
-    device: str = "cpu"
-    workers: int | None = None
-    progress: bool = False
-    seed: int = 0
-    inversion: InversionConfig = field(default_factory=InversionConfig)
-
-    def __post_init__(self) -> None:
-        bad = [a for a in self.attacks if a not in ATTACKS]
-        if bad or not self.attacks:
-            raise InvalidParameterError(f"unknown attack(s) {bad}; choose from {', '.join(ATTACKS)}")
-        if not 0 < self.confidence < 1:
-            raise InvalidParameterError(f"confidence must be in (0, 1), got {self.confidence!r}")
-        if "lira" in self.attacks and self.shadow_models < 2:
-            raise InvalidParameterError("LiRA needs --shadow-models >= 2")
-        if self.method not in stats.METHODS:
-            raise InvalidParameterError(f"method must be one of {', '.join(stats.METHODS)}")
+#: Files of a report folder, in the order they are listed.
+REPORT_FILES: tuple[str, ...] = ("report.json", "roc.png", "inversion.png", "report.md")
 
 
 @dataclass(frozen=True)
@@ -76,7 +51,7 @@ class AttackReport:
     def to_dict(self) -> dict:
         """JSON-able report; key names are a public interface (see docs/attacks.md)."""
         mem = None
-        if self.membership:
+        if self.membership and self.primary is not None:
             head = self.membership[self.primary].to_dict()
             mem = {
                 "attack": self.primary,
@@ -103,10 +78,65 @@ class AttackReport:
         }
 
 
+    def to_text(self) -> str:
+        """The human-readable summary ``dpaudit attack`` prints (see docs/attacks.md)."""
+        d = self.to_dict()
+        lines: list[str] = []
+        if d["membership"] is not None:
+            lines += _membership_text(d["membership"])
+        inv = d["inversion"]
+        if inv is not None:
+            lines.append(
+                f"model inversion (MI-FACE): eval-classifier accuracy {inv['eval_accuracy']:.3f}, "
+                f"MSE {inv['mse']:.4f} (baseline {inv['baseline_mse']:.4f}), "
+                f"SSIM {inv['ssim']:.4f} (baseline {inv['baseline_ssim']:.4f})"
+            )
+        lines += [f"note: {note}" for note in d["notes"]]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        """The report as JSON text (non-finite floats become null)."""
+        return dumps_json(self.to_dict())
+
+    def to_markdown(self) -> str:
+        """A short human-readable summary for report.md (see docs/attacks.md)."""
+        return report_markdown(self)
+
+    def files(self) -> tuple[str, ...]:
+        """The names :func:`write_report` writes for this report (plots only for what ran)."""
+        skip = {"roc.png"} if not self.membership else set()
+        if self.inversion is None:
+            skip.add("inversion.png")
+        return tuple(n for n in REPORT_FILES if n not in skip)
+
+
+def _membership_text(m: dict[str, Any]) -> list[str]:
+    ce = m["claimed_epsilon"]
+    lines = [f"membership inference ({', '.join(m['attacks'])}); headline: {m['attack']}"]
+    for name, a in m["attacks"].items():
+        tprs = "  ".join(f"TPR@{float(k):g}={v:.3f}" for k, v in a["tpr_at_fpr"].items())
+        lines.append(f"  {name:13s} AUC={a['auc']:.4f}  adv={a['advantage']:.4f}  {tprs}  "
+                     f"eps_lb={a['epsilon_lower_bound']:.3f}")
+    lines.append(
+        f"  epsilon lower bound {m['epsilon_lower_bound']:.3f} at confidence "
+        f"{m['confidence']:g}; claimed epsilon "
+        f"{'none' if ce is None else f'{ce:.3f}'} -> verdict: {m['verdict']}"
+    )
+    if m["caps"]:
+        c = m["caps"]
+        gdp = "" if c["auc_gdp"] is None else f" (GDP approximation {c['auc_gdp']:.4f})"
+        lines.append(f"  caps of the claim: AUC <= {c['auc']:.4f}{gdp}, "
+                     f"advantage <= {c['advantage']:.4f}, "
+                     f"TPR@0.001 <= {c['tpr_at_fpr'].get('0.001', float('nan')):.4f}")
+    lines += [f"  note: {note}" for note in m["attacks"][m["attack"]]["notes"]]
+    return lines
+
 def run_attacks(
-    target: Target, options: AttackOptions = AttackOptions(), executor: cf.Executor | None = None
+    target: Target, options: AttackOptions | None = None, executor: cf.Executor | None = None
 ) -> AttackReport:
-    """Run the chosen attacks.  ``executor`` (optional) trains LiRA's shadow models."""
+    """Run the chosen attacks (``options``: default :class:`AttackOptions`).  ``executor``
+    (optional) trains LiRA's shadow models."""
+    options = options if options is not None else AttackOptions()
     notes = list(target.notes)
     scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if "loss" in options.attacks:
@@ -173,27 +203,13 @@ def run_attacks(
 # --------------------------------------------------------------------------- output files
 def report_json(report: AttackReport) -> str:
     """The report as JSON text (non-finite floats become null)."""
-    return dumps_json(report.to_dict())
+    return report.to_json()
 
 
-def _pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (imported only when plotting)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise DPAuditError(
-            "writing a report needs matplotlib: pip install 'dpaudit[plot]'"
-        ) from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_roc(report: AttackReport, path: str | Path) -> None:
+def roc_figure(report: AttackReport) -> Any:
     """ROC curves of every membership test on log-log axes, the chance line, and the
-    (eps, delta) cap TPR <= min(e^eps FPR + delta, ...) of the claim; saved atomically."""
-    plt = _pyplot()
+    (eps, delta) cap TPR <= min(e^eps FPR + delta, ...) of the claim (a matplotlib figure)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     floor = 1e-4
     for name, res in report.membership.items():
@@ -214,14 +230,12 @@ def plot_roc(report: AttackReport, path: str | Path) -> None:
     ax.set_title("membership inference ROC")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    return fig
 
 
-def plot_inversion(result: InversionResult, path: str | Path) -> None:
+def inversion_figure(result: InversionResult) -> Any:
     """Grid: top row the MI-FACE reconstructions, bottom row the members' class means."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(result.reconstructions)
     fig, axes = plt.subplots(2, k, figsize=(1.2 * k, 2.8), squeeze=False)
     for i in range(k):
@@ -236,9 +250,12 @@ def plot_inversion(result: InversionResult, path: str | Path) -> None:
     axes[0][0].set_ylabel("MI-FACE", fontsize=8)
     axes[1][0].set_ylabel("class mean", fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=120)
+    pyplot().close(fig)
 
 
 def report_markdown(report: AttackReport) -> str:
@@ -302,20 +319,18 @@ def report_markdown(report: AttackReport) -> str:
     return "\n".join(lines)
 
 
-def write_report(report: AttackReport, directory: str | Path) -> list[Path]:
-    """Write report.json, roc.png, inversion.png (when run) and report.md into ``directory``
-    (created if missing); returns the paths written."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    atomic_write_text(out / "report.json", report_json(report) + "\n")
-    written.append(out / "report.json")
-    if report.membership:
-        plot_roc(report, out / "roc.png")
-        written.append(out / "roc.png")
-    if report.inversion is not None:
-        plot_inversion(report.inversion, out / "inversion.png")
-        written.append(out / "inversion.png")
-    atomic_write_text(out / "report.md", report_markdown(report))
-    written.append(out / "report.md")
-    return written
+def write_report(report: AttackReport, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write report.json, roc.png, inversion.png (each plot when its attack ran) and
+    report.md into ``directory`` (created if missing): all of them or none. Returns the
+    paths written."""
+    out = check_report_dir(directory)
+    names = report.files()
+    with atomic_folder(out, names) as tmps:
+        paths = dict(zip(names, tmps))
+        paths["report.json"].write_text(report.to_json() + "\n", encoding="utf-8")
+        if "roc.png" in paths:
+            _save_png(roc_figure(report), paths["roc.png"])
+        if report.inversion is not None:
+            _save_png(inversion_figure(report.inversion), paths["inversion.png"])
+        paths["report.md"].write_text(report_markdown(report), encoding="utf-8")
+    return [out / n for n in names]

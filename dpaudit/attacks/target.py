@@ -1,27 +1,28 @@
-"""The attacked model and its data: loading untrusted model files safely.
+"""The attacked model and its data.
 
-A model file is untrusted input.  Only two code-free formats are accepted:
+A model file is untrusted input; it is read once, by the one weights-only loader
+(:mod:`dpaudit.modelfile`): a dpaudit model file (``{"format": "dpaudit-model/1",
+"state_dict", "metadata"}``), or for a third-party model a bare ``state_dict`` of a reference
+architecture or a TorchScript archive. A file whose unpickling would need an arbitrary Python
+object is refused before anything in it runs.
 
-* ``torch.save`` files read with ``torch.load(weights_only=True)`` — a dpaudit model file
-  (``{"format": "dpaudit-model/1", "state_dict", "metadata"}``, rebuilt by
-  :func:`dpaudit.training.checkpoint.load_model`) or a bare ``state_dict`` plus ``--arch``;
-* TorchScript archives (``torch.jit.load``: a serialized graph, no Python unpickling).
-
-A file whose unpickling would need an arbitrary Python object is refused before anything in
-it runs (the weights-only unpickler stops at the first unknown global).
+:func:`check_target_inputs` checks the arguments (files exist, data given in pairs, a claim in
+range) without importing torch, so a command line can refuse bad input at once.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import pickle
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dpaudit.errors import InvalidParameterError, UntrustedFileError
+from dpaudit.modelfile import read_model_object  # noqa: F401  (the one loader; re-exported)
 
 
 @dataclass(frozen=True)
@@ -58,63 +59,63 @@ class Target:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+def check_target_inputs(
+    model_path: str | os.PathLike[str],
+    members: str | os.PathLike[str] | None = None,
+    nonmembers: str | os.PathLike[str] | None = None,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    claimed_epsilon: float | None = None,
+    claimed_delta: float | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Refuse inputs no target can be built from: a missing model or data file, member data
+    without non-member data (or the reverse), an architecture, class count or claim for a
+    dpaudit model file (it records its own), a claim out of range, a data folder that does
+    not exist, an unknown architecture. Imports torch only to read the list of architectures
+    when one is named (such a model needs torch anyway); every other check comes first."""
+    for p in (model_path, members, nonmembers):
+        if p is not None and not Path(p).is_file():
+            raise FileNotFoundError(2, "no such file", str(p))
+    if (members is None) != (nonmembers is None):
+        raise InvalidParameterError("a third-party model needs both its member and its non-member data")
+    if members is None and (arch is not None or num_classes is not None or claimed_epsilon is not None
+                            or claimed_delta is not None):
+        raise InvalidParameterError(
+            "an architecture, class count or claimed (epsilon, delta) is given only for a third-party "
+            "model (with member and non-member data); a dpaudit model file records its own")
+    if members is not None and data_dir is not None:
+        raise InvalidParameterError("a data folder is read only for a dpaudit model file")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise InvalidParameterError(f"data folder {data_dir} does not exist")
+    if num_classes is not None and int(num_classes) < 2:
+        raise InvalidParameterError(f"need at least 2 classes, got {num_classes}")
+    if claimed_epsilon is not None and (math.isnan(claimed_epsilon) or claimed_epsilon < 0):
+        raise InvalidParameterError(f"claimed epsilon must be >= 0, got {claimed_epsilon!r}")
+    if claimed_delta is not None and not 0 <= claimed_delta < 1:
+        raise InvalidParameterError(f"claimed delta must be in [0, 1), got {claimed_delta!r}")
+    if arch is not None:
+        from dpaudit.training.models import ARCHS
+
+        if arch not in ARCHS:
+            raise InvalidParameterError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
 
 
-def read_model_object(path: str | os.PathLike[str], device: str = "cpu"):
-    """Load ``path`` without running code from it.
-
-    Returns ``("torchscript", module)`` or ``("pickle", obj)`` where ``obj`` came from
-    ``torch.load(weights_only=True)``.  Raises :class:`UntrustedFileError` for files that need
-    arbitrary unpickling or are not model files, ``FileNotFoundError`` for missing ones.
-    """
-    import torch
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(2, "no such file", str(p))
-    if _is_torchscript(p):
-        try:
-            return "torchscript", torch.jit.load(str(p), map_location=device)
-        except Exception as exc:  # noqa: BLE001 - any failure: not a usable archive
-            raise UntrustedFileError(f"{p}: not a loadable TorchScript archive ({exc})") from None
-    try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "unsupported global" in text.lower():
-            raise UntrustedFileError(
-                f"refusing to load {p}: it needs arbitrary unpickling "
-                "(not a dpaudit/state_dict file)"
-            ) from None
-        raise UntrustedFileError(f"{p}: corrupt or not a PyTorch model file") from None
-    except (EOFError, RuntimeError, ValueError, OSError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UntrustedFileError(f"{p}: corrupt or not a PyTorch model file ({first})") from None
-    return "pickle", obj
-
-
-def build_from_state_dict(state: dict, arch: str, input_shape, num_classes: int, arch_kwargs=None):
+def build_from_state_dict(state: Any, arch: str, input_shape: tuple[int, int, int], num_classes: int,
+                          arch_kwargs: dict | None = None) -> Any:
     """Rebuild ``arch`` of the reference trainer and load ``state`` into it; a mismatch is an
     :class:`InvalidParameterError` naming the architecture."""
     from dpaudit.training import build_model
 
     if not isinstance(state, dict) or not all(hasattr(v, "shape") for v in state.values()):
         raise UntrustedFileError("model file is neither a dpaudit model nor a state_dict of tensors")
-    model = build_model(arch, tuple(input_shape), int(num_classes), **(arch_kwargs or {}))
+    model = build_model(arch, input_shape, int(num_classes), **(arch_kwargs or {}))
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise InvalidParameterError(
-            f"weights do not fit --arch {arch} for inputs {tuple(input_shape)} and "
+            f"weights do not fit architecture {arch} for inputs {tuple(input_shape)} and "
             f"{num_classes} classes ({str(exc).strip().splitlines()[0]})"
         ) from None
     return model
@@ -151,16 +152,12 @@ def target_from_model_file(
     path: str | os.PathLike[str], *, data_dir: str | None = None, device: str = "cpu"
 ) -> Target:
     """A dpaudit model file: dataset, member split and claim come from its metadata."""
+    from dpaudit.modelfile import build_dpaudit_model, read_dpaudit_model
     from dpaudit.training import load_dataset
-    from dpaudit.training.checkpoint import MODEL_FORMAT, load_model
 
-    kind, obj = read_model_object(path, device)
-    if kind != "pickle" or not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
-        raise InvalidParameterError(
-            f"{path} is not a dpaudit model file; for other models pass --members X.npz "
-            "--non-members Y.npz (and --arch for a state_dict)"
-        )
-    model, meta = load_model(path, device=device)
+    payload = read_dpaudit_model(path)  # the file is read once
+    model = build_dpaudit_model(payload, path, device)
+    meta = payload["metadata"]
     try:
         split = meta["split"]
         mem = np.asarray(split["member_indices"], dtype=np.int64)
@@ -180,10 +177,9 @@ def target_from_model_file(
             f"{path}: model input shape {meta.get('input_shape')} != data {ds.input_shape}"
         )
     notes = []
-    test = (ds.x_test, ds.y_test)
+    test: tuple[np.ndarray, np.ndarray] | None = (ds.x_test, ds.y_test)
     if non.size == 0:
-        nonmembers = test
-        heldout = test
+        nonmembers = heldout = (ds.x_test, ds.y_test)
         test = None
         notes.append("the model trained on its whole train split: non-members are the test split")
     else:
@@ -197,7 +193,7 @@ def target_from_model_file(
         model=model,
         name=str(path),
         num_classes=int(ds.num_classes),
-        input_shape=tuple(ds.input_shape),
+        input_shape=_image_shape(ds.input_shape),
         members=(ds.x_train[mem], ds.y_train[mem]),
         nonmembers=nonmembers,
         heldout=heldout,
@@ -228,6 +224,8 @@ def target_from_third_party(
     """A model from elsewhere: TorchScript, or a state_dict of a reference architecture
     (``arch``), with member / non-member ``.npz`` files (arrays ``x``, ``y``).  The non-members
     double as held-out data for the inversion attack's evaluation classifier."""
+    check_target_inputs(model_path, members_npz, nonmembers_npz, arch=arch, num_classes=num_classes,
+                        claimed_epsilon=claimed_epsilon, claimed_delta=claimed_delta)
     xm, ym = load_npz_split(members_npz)
     xn, yn = load_npz_split(nonmembers_npz)
     if xm.shape[1:] != xn.shape[1:]:
@@ -237,16 +235,18 @@ def target_from_third_party(
     k = int(num_classes) if num_classes is not None else int(max(ym.max(), yn.max()) + 1)
     if min(ym.min(), yn.min()) < 0 or max(ym.max(), yn.max()) >= k:
         raise InvalidParameterError(f"labels must be in [0, {k})")
-    shape = tuple(int(s) for s in xm.shape[1:])
+    shape = _image_shape(xm.shape[1:])
     kind, obj = read_model_object(model_path, device)
     if kind == "torchscript":
         model = obj
     else:
-        if isinstance(obj, dict) and obj.get("format") == "dpaudit-model/1":
+        from dpaudit.training.checkpoint import MODEL_FORMAT
+
+        if isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
             obj = obj.get("state_dict")
         if arch is None:
             raise InvalidParameterError(
-                f"{model_path} holds weights only: say which architecture with --arch"
+                f"{model_path} holds weights only: the architecture is needed to rebuild the model"
             )
         model = build_from_state_dict(obj, arch, shape, k)
     import torch
@@ -274,3 +274,9 @@ def target_from_third_party(
         claimed_epsilon=claimed_epsilon,
         claimed_delta=claimed_delta,
     )
+
+
+def _image_shape(shape: Any) -> tuple[int, int, int]:
+    """(C, H, W) as ints."""
+    c, h, w = (int(v) for v in shape)
+    return c, h, w

@@ -27,142 +27,18 @@ a custom trainer under audit), :class:`ReferenceAdapter` (dpaudit's trainer) and
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
-from dpaudit.accounting.events import BATCHINGS, DpSgdRun, check_delta, check_epsilon
+from dpaudit.audit.claim import Claim
 from dpaudit.errors import InvalidParameterError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A trainer's privacy claim and the mechanism parameters behind it.
-
-    Attributes:
-        epsilon, delta: the claimed (ε, δ) for the whole run (δ in (0, 1)).
-        sample_rate: q, the per-step inclusion probability (Poisson) or B/N (shuffle).
-        noise_multiplier: σ = noise standard deviation / C (constant over the run).
-        clip: C, the per-example L2 clipping norm (> 0).
-        steps: number of noisy releases T.
-        batching: ``"poisson"`` or ``"shuffle"`` -- what the trainer says it does.
-        dataset_size: N (needed by the sampler probe; defaults to round(1/q)).
-        expected_batch_size: the divisor of the noisy sum; defaults to q·N.
-        lr: learning rate (the update is ``-lr * privatized_gradient``); informative only.
-    """
-
-    epsilon: float
-    delta: float
-    sample_rate: float
-    noise_multiplier: float
-    clip: float
-    steps: int
-    batching: str = "poisson"
-    dataset_size: int | None = None
-    expected_batch_size: float | None = None
-    lr: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_epsilon(self.epsilon)
-        check_delta(self.delta)
-        q = float(self.sample_rate)
-        if not (0.0 < q <= 1.0):
-            raise InvalidParameterError(f"claimed sample rate must be in (0, 1], got {self.sample_rate!r}")
-        s = float(self.noise_multiplier)
-        if not (s > 0.0) or not math.isfinite(s):
-            raise InvalidParameterError(f"claimed noise multiplier must be finite and > 0, got {self.noise_multiplier!r}")
-        c = float(self.clip)
-        if not (c > 0.0) or not math.isfinite(c):
-            raise InvalidParameterError(f"claimed clip norm must be finite and > 0, got {self.clip!r}")
-        if int(self.steps) != self.steps or self.steps < 1:
-            raise InvalidParameterError(f"claimed steps must be a positive integer, got {self.steps!r}")
-        if self.batching not in BATCHINGS:
-            raise InvalidParameterError(f"batching must be one of {BATCHINGS}, got {self.batching!r}")
-        if self.dataset_size is None:
-            object.__setattr__(self, "dataset_size", max(1, round(1.0 / q)))
-        if int(self.dataset_size) < 1:  # type: ignore[arg-type]
-            raise InvalidParameterError(f"dataset size must be >= 1, got {self.dataset_size!r}")
-        object.__setattr__(self, "dataset_size", int(self.dataset_size))  # type: ignore[arg-type]
-        if self.expected_batch_size is None:
-            object.__setattr__(self, "expected_batch_size", q * self.dataset_size)
-        b = float(self.expected_batch_size)  # type: ignore[arg-type]
-        if not (b > 0.0) or not math.isfinite(b):
-            raise InvalidParameterError(f"expected batch size must be > 0, got {self.expected_batch_size!r}")
-        object.__setattr__(self, "expected_batch_size", b)
-
-    @property
-    def batch_size(self) -> int:
-        """The (rounded) batch size: B for shuffling, round(q·N) for Poisson."""
-        return max(1, round(self.sample_rate * self.dataset_size))  # type: ignore[operator]
-
-    @property
-    def update_noise_std(self) -> float:
-        """Per-coordinate standard deviation of the released update on zero gradients: σC/B."""
-        return self.noise_multiplier * self.clip / self.expected_batch_size  # type: ignore[operator]
-
-    def to_run(self, batching: str | None = None) -> DpSgdRun:
-        """The claimed mechanism as a :class:`DpSgdRun` (under ``batching``, default the
-        claimed one) -- what the re-accounting check hands to the accountants."""
-        b = batching or self.batching
-        n = self.dataset_size
-        bs = self.batch_size
-        if b == "shuffle" and bs <= n:  # type: ignore[operator]
-            return DpSgdRun.create(
-                noise_multiplier=self.noise_multiplier, dataset_size=n, batch_size=bs,
-                steps=self.steps, batching="shuffle",
-            )
-        return DpSgdRun.create(
-            noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
-            dataset_size=n, steps=self.steps, batching="poisson",
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> Claim:
-        """The claim a model trained by ``dpaudit train`` makes (its metadata: ``epsilon``,
-        ``delta``, ``clip`` and the privacy ledger). Refuses (OutOfValidityError) a run whose
-        noise multiplier or sample rate changed over training: a single-σ claim would then
-        misdescribe it in one direction or the other."""
-        from dpaudit.errors import OutOfValidityError
-
-        led = metadata.get("ledger") if isinstance(metadata, dict) else None
-        if not led or not metadata.get("private", True) or metadata.get("epsilon") is None:
-            raise InvalidParameterError("the model metadata holds no privacy claim (trained without privacy?)")
-        try:
-            entries = led["entries"]
-            sigmas = {float(e["sigma"]) for e in entries}
-            qs = {float(e["q"]) for e in entries}
-            clips = {float(e["clip"]) for e in entries}
-            if len(sigmas) != 1 or len(qs) != 1 or len(clips) != 1:
-                raise OutOfValidityError(
-                    "the run changed sigma, q or C during training; the audit's claim has one of each "
-                    "(audit with explicit --noise-multiplier for the smallest sigma instead)")
-            return cls(
-                epsilon=float(metadata["epsilon"]), delta=float(metadata["delta"]), sample_rate=qs.pop(),
-                noise_multiplier=sigmas.pop(), clip=clips.pop(), steps=int(led["steps"]),
-                batching=str(led["batching"]), dataset_size=int(led["dataset_size"]),
-                expected_batch_size=float(led["batch_size"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, (InvalidParameterError, OutOfValidityError)):
-                raise
-            raise InvalidParameterError(f"model metadata has no usable ledger: {exc}") from None
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Claim:
-        try:
-            return cls(**{k: d[k] for k in d if k in cls.__dataclass_fields__})
-        except TypeError as exc:
-            raise InvalidParameterError(f"not a valid claim: {exc}") from None
 
 
 @runtime_checkable
@@ -208,8 +84,12 @@ def to_flat(update: Any) -> torch.Tensor:
     )
 
 
-def has_method(adapter: Any, name: str) -> bool:
-    return callable(getattr(adapter, name, None))
+def optional_method(adapter: Any, name: str) -> Callable[..., Any] | None:
+    """The adapter's optional method ``name`` (``sample_batches``, ``per_sample_gradients``)
+    if it has a callable one, else None."""
+    method = getattr(adapter, name, None)
+    return method if callable(method) else None
+
 
 
 # --------------------------------------------------------------------------- generic wrapper
@@ -239,7 +119,7 @@ class StepAdapter:
         )
 
     def __getattr__(self, item: str) -> Any:
-        # Expose optional methods only when the callables exist (so has_method() is honest).
+        # Expose optional methods only when the callables exist (so optional_method() is honest).
         if item == "sample_batches" and self.__dict__.get("sampler") is not None:
             return self.__dict__["sampler"]
         if item == "per_sample_gradients" and self.__dict__.get("per_sample_fn") is not None:

@@ -48,7 +48,7 @@ import numpy as np
 from dpaudit.audit.adapter import (
     Claim,
     TrainerAdapter,
-    has_method,
+    optional_method,
     poisson_batches,
     shuffle_batches,
     to_flat,
@@ -78,8 +78,9 @@ def llr(obs: np.ndarray, sample_rate: float, noise_multiplier: float) -> np.ndar
 def run_batches(adapter: TrainerAdapter, claim: Claim, n: int, steps: int, seed: int) -> tuple[list[np.ndarray], bool]:
     """The trainer's batches if it has a sampler and the cost is moderate, else the claimed
     sampler simulated here. Returns ``(batches, used_trainer_sampler)``."""
-    if has_method(adapter, "sample_batches") and n * steps <= SAMPLER_BUDGET:
-        return [np.asarray(b, dtype=np.int64).reshape(-1) for b in adapter.sample_batches(n, steps, seed)][:steps], True
+    sampler = optional_method(adapter, "sample_batches")
+    if sampler is not None and n * steps <= SAMPLER_BUDGET:
+        return [np.asarray(b, dtype=np.int64).reshape(-1) for b in sampler(n, steps, seed)][:steps], True
     if claim.batching == "poisson":
         return poisson_batches(n, steps, claim.sample_rate, seed), False
     return shuffle_batches(n, steps, claim.batch_size, seed), False
@@ -88,12 +89,12 @@ def run_batches(adapter: TrainerAdapter, claim: Claim, n: int, steps: int, seed:
 def dirac_run_score(adapter: TrainerAdapter, seed: int, with_canary: bool, steps: int, dim: int = 2) -> tuple[float, bool]:
     """One simulated training run; returns (likelihood-ratio score, used trainer sampler)."""
     claim = adapter.claim()
-    n = int(claim.dataset_size)  # type: ignore[arg-type]
+    n = claim.dataset_size
     batches, own = run_batches(adapter, claim, n, steps, seed)
     dev = device_of(adapter)
     gen = run_generator(seed, dev)
     model = LinearProbe(dim).to(dev)
-    scale = claim.expected_batch_size / claim.clip  # type: ignore[operator]
+    scale = claim.expected_batch_size / claim.clip
     obs = np.empty(len(batches))
     for t, bt in enumerate(batches):
         has = bool(with_canary and np.any(bt == 0))

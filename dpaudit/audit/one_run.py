@@ -93,13 +93,13 @@ def one_run_scores(adapter: TrainerAdapter, *, canaries: int, seed: int = 0,
         raise InvalidParameterError("need at least 2 canaries")
     rng = np.random.default_rng(seed)
     included = rng.random(m) < 0.5
-    n = max(int(claim.dataset_size), m)  # type: ignore[arg-type]
+    n = max(claim.dataset_size, m)
     t_steps = int(steps or claim.steps)
     batches, own = run_batches(adapter, claim, n, t_steps, seed + 1)
     dev = device_of(adapter)
     gen = run_generator(seed + 2, dev)
     model = LinearProbe(m).to(dev)
-    scale = claim.expected_batch_size / claim.clip  # type: ignore[operator]
+    scale = claim.expected_batch_size / claim.clip
     total = np.zeros(m)
     for t, bt in enumerate(batches):
         rows = max(1, len(bt))

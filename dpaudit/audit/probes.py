@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from dpaudit.audit.adapter import TrainerAdapter, has_method, to_flat
+from dpaudit.audit.adapter import TrainerAdapter, optional_method, to_flat
+from dpaudit.audit.claim import Claim
 from dpaudit.audit.probe_model import (
     LinearProbe,
     device_of,
@@ -44,7 +45,7 @@ from dpaudit.audit.verdict import INCONCLUSIVE, PASS, VIOLATION, CheckResult
 EXACT_RTOL = 1e-3
 
 
-def _roundoff(claim, dim: int) -> float:
+def _roundoff(claim: Claim, dim: int) -> float:
     """Float32 cancellation error when two updates with identical noise are subtracted:
     ~1e-7 relative to the noise per coordinate; 1e-5 leaves a 100x margin."""
     return 1e-5 * claim.update_noise_std * math.sqrt(dim)
@@ -286,9 +287,10 @@ def per_sample_probe(adapter: TrainerAdapter, *, alpha: float, seed: int = 0, k:
         details["step_max_error_over_C_B"] = max(errs)
         if max(errs) > EXACT_RTOL + _roundoff(claim, model_size(model)) / scale:
             problems.append(f"adding an example moves the update by a vector {max(errs):.3g}·C/B away from clip(∇ℓ)/B")
-    if has_method(adapter, "per_sample_gradients"):
+    per_sample_gradients = optional_method(adapter, "per_sample_gradients")
+    if per_sample_gradients is not None:
         ran.append("per_sample_gradients")
-        got = torch.as_tensor(adapter.per_sample_gradients(model, x, y, _ce)).to("cpu", torch.float64).reshape(k, -1)
+        got = torch.as_tensor(per_sample_gradients(model, x, y, _ce)).to("cpu", torch.float64).reshape(k, -1)
         err = float(torch.max(torch.linalg.norm(got - naive, dim=1) / norms.squeeze(1)))
         details["per_sample_max_rel_error"] = err
         if err > EXACT_RTOL:
@@ -314,41 +316,55 @@ def sampler_probe(adapter: TrainerAdapter, *, alpha: float, seed: int = 0, steps
     is a violation. Shuffle (exact): within an epoch batches are disjoint, have the claimed
     size and cover the dataset.
     """
-    from scipy import stats
-
     claim = adapter.claim()
-    if not has_method(adapter, "sample_batches"):
+    sample_batches = optional_method(adapter, "sample_batches")
+    if sample_batches is None:
         return CheckResult("sampler", INCONCLUSIVE, "the adapter exposes no sample_batches(); batching unverified")
-    n, q = int(claim.dataset_size), claim.sample_rate  # type: ignore[arg-type]
-    batches = [np.asarray(bt, dtype=np.int64).reshape(-1) for bt in adapter.sample_batches(n, steps, seed)]
+    n = claim.dataset_size
+    batches = [np.asarray(bt, dtype=np.int64).reshape(-1) for bt in sample_batches(n, steps, seed)]
     if len(batches) < steps:
         return CheckResult("sampler", INCONCLUSIVE, f"sampler returned {len(batches)} of {steps} batches")
     batches = batches[:steps]
     sizes = np.array([len(bt) for bt in batches], dtype=float)
     details: dict[str, Any] = {"steps": steps, "dataset_size": n, "mean_batch": float(sizes.mean()),
                                "var_batch": float(sizes.var(ddof=1)) if steps > 1 else 0.0}
-    for bt in batches:
-        if bt.size and (bt.min() < 0 or bt.max() >= n):
-            return CheckResult("sampler", VIOLATION, "sampler returned indices outside the dataset", None, details)
-    dup = sum(len(bt) - len(np.unique(bt)) for bt in batches)
+    if any(bt.size and (bt.min() < 0 or bt.max() >= n) for bt in batches):
+        return CheckResult("sampler", VIOLATION, "sampler returned indices outside the dataset", None, details)
     if claim.batching == "shuffle":
-        bsz, spe = claim.batch_size, math.ceil(n / claim.batch_size)
-        problems = []
-        for e in range(0, steps, spe):
-            epoch = batches[e : e + spe]
-            allidx = np.concatenate(epoch) if epoch else np.array([], dtype=np.int64)
-            if len(np.unique(allidx)) != len(allidx):
-                problems.append(f"epoch {e // spe}: an example is used twice")
-            if any(len(bt) > bsz for bt in epoch) or any(len(bt) != bsz for bt in epoch[:-1]):
-                problems.append(f"epoch {e // spe}: batch sizes differ from {bsz}")
-            if len(epoch) == spe and len(allidx) != n:
-                problems.append(f"epoch {e // spe}: covers {len(allidx)} of {n} examples")
-            if problems:
-                break
-        if problems:
-            return CheckResult("sampler", VIOLATION, "not shuffled disjoint batches: " + problems[0], None, details)
-        return CheckResult("sampler", PASS, f"{steps} batches form disjoint fixed-size epochs of size {bsz}", None, details)
-    # Poisson
+        return _shuffle_sampler_check(claim, batches, details)
+    return _poisson_sampler_check(claim, batches, sizes, alpha, details)
+
+
+def _shuffle_sampler_check(claim: Claim, batches: list[np.ndarray], details: dict[str, Any]) -> CheckResult:
+    """Exact check of shuffled fixed-size batches: disjoint within an epoch, of the claimed
+    size (the last batch of an epoch may be smaller), covering the dataset."""
+    from dpaudit.accounting import steps_per_epoch
+
+    n, steps, bsz = claim.dataset_size, len(batches), claim.batch_size
+    spe = steps_per_epoch("shuffle", dataset_size=n, batch_size=bsz)
+    for e in range(0, steps, spe):
+        epoch = batches[e : e + spe]
+        allidx = np.concatenate(epoch)
+        problem = None
+        if len(np.unique(allidx)) != len(allidx):
+            problem = "an example is used twice"
+        elif any(len(bt) > bsz for bt in epoch) or any(len(bt) != bsz for bt in epoch[:-1]):
+            problem = f"batch sizes differ from {bsz}"
+        elif len(epoch) == spe and len(allidx) != n:
+            problem = f"covers {len(allidx)} of {n} examples"
+        if problem:
+            return CheckResult("sampler", VIOLATION, f"not shuffled disjoint batches: epoch {e // spe}: {problem}",
+                               None, details)
+    return CheckResult("sampler", PASS, f"{steps} batches form disjoint fixed-size epochs of size {bsz}", None, details)
+
+
+def _poisson_sampler_check(claim: Claim, batches: list[np.ndarray], sizes: np.ndarray, alpha: float,
+                           details: dict[str, Any]) -> CheckResult:
+    """Statistical check of Poisson(q) batches (see :func:`sampler_probe`)."""
+    from scipy import stats
+
+    n, q, steps = claim.dataset_size, claim.sample_rate, len(batches)
+    dup = sum(len(bt) - len(np.unique(bt)) for bt in batches)
     if dup:
         return CheckResult("sampler", VIOLATION, f"{dup} repeated indices within batches: sampling with replacement, "
                            "not Poisson", 1 - alpha, details)

@@ -12,41 +12,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 
 from dpaudit.audit.adapter import TrainerAdapter
+from dpaudit.audit.checks import DEFAULT_MAX_CANARY_STEPS, check_options, resolve_checks
 from dpaudit.audit.verdict import INCONCLUSIVE, AuditReport, CheckResult
 from dpaudit.errors import InvalidParameterError
-
-#: Cheap checks, run first (seconds).
-PROBES: tuple[str, ...] = ("accounting", "sensitivity", "noise_variance", "fresh_noise",
-                           "per_sample_gradients", "sampler")
-#: Statistical audits (many steps).
-AUDITS: tuple[str, ...] = ("canary_multi_run", "canary_one_run")
-CHECKS: tuple[str, ...] = PROBES + AUDITS
-
-#: Default cap on the steps the canary audits simulate (each costs one trainer step per run);
-#: auditing a prefix of the run is valid (the prefix's release is a post-processing of the
-#: whole transcript), only looser. Pass ``canary_steps`` to audit more.
-DEFAULT_MAX_CANARY_STEPS = 1000
-
-
-def resolve_checks(spec: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``None``/``"all"`` -> every check; ``"probes"`` -> the cheap ones; else names
-    (comma-separated string or sequence; ``probes``/``audits`` expand)."""
-    if spec is None:
-        return CHECKS
-    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
-    out: list[str] = []
-    for it in items:
-        if not it:
-            continue
-        group = {"all": CHECKS, "probes": PROBES, "audits": AUDITS}.get(it)
-        for name in group or (it,):
-            if name not in CHECKS:
-                raise InvalidParameterError(f"unknown check {name!r}; choose from all, probes, audits, {', '.join(CHECKS)}")
-            if name not in out:
-                out.append(name)
-    if not out:
-        raise InvalidParameterError("no checks selected")
-    return tuple(out)
 
 
 def audit(
@@ -79,12 +47,7 @@ def audit(
     from dpaudit.audit import canaries as canary_mod
     from dpaudit.audit import one_run, probes, reaccount
 
-    if not 0.0 < float(confidence) < 1.0:
-        raise InvalidParameterError(f"confidence must be in (0, 1), got {confidence!r}")
-    if int(runs) < 1 or int(canaries) < 2:
-        raise InvalidParameterError("need runs >= 1 and canaries >= 2")
-    if canary_steps is not None and int(canary_steps) < 1:
-        raise InvalidParameterError("canary_steps must be >= 1")
+    check_options(confidence, runs, canaries, canary_steps)
     names = resolve_checks(checks)
     claim = adapter.claim()
     if canary_steps is None:

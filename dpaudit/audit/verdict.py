@@ -9,6 +9,7 @@ non-deterministic step where an exact test was needed, ...) -- never a silent pa
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,12 +97,9 @@ class AuditReport:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_text(self) -> str:
-        c = self.claim
         lines = [
             f"audit of {self.trainer}: {self.verdict.upper()}",
-            f"claim: eps={c.get('epsilon')} delta={c.get('delta')} q={c.get('sample_rate')} "
-            f"sigma={c.get('noise_multiplier')} C={c.get('clip')} steps={c.get('steps')} "
-            f"batching={c.get('batching')}",
+            f"claim: {claim_line(self.claim)}",
             f"family-wise confidence {self.confidence:g} (split over {len(self.checks)} checks)",
             "",
         ]
@@ -114,14 +112,13 @@ class AuditReport:
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
-        c = self.claim
         out = [
             f"# DP audit: {self.trainer}",
             "",
             f"**Overall verdict: {self.verdict}** (family-wise confidence {self.confidence:g}; "
             f"{self.seconds:.1f} s)",
             "",
-            "Claim: " + ", ".join(f"{k}={v}" for k, v in c.items()),
+            f"Claim: {claim_line(self.claim)}",
             "",
             "| check | verdict | confidence | evidence |",
             "|---|---|---|---|",
@@ -140,14 +137,28 @@ class AuditReport:
         ]
         return "\n".join(out)
 
-    def write(self, directory: str) -> list[str]:
-        """Write ``report.json`` and ``report.md`` into ``directory`` (atomically)."""
-        from pathlib import Path
+    def write(self, directory: str | os.PathLike[str]) -> list[str]:
+        """Write ``report.json`` and ``report.md`` into ``directory`` (created if missing):
+        both or neither. An unusable folder is refused (OutputError) before anything is
+        written."""
+        from dpaudit.io import atomic_folder, check_output_dir
 
-        from dpaudit.io import atomic_write_text
+        d = check_output_dir(directory)
+        names = ("report.json", "report.md")
+        with atomic_folder(d, names) as (json_tmp, md_tmp):
+            json_tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+            md_tmp.write_text(self.to_markdown(), encoding="utf-8")
+        return [str(d / n) for n in names]
 
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(d / "report.json", self.to_json() + "\n")
-        atomic_write_text(d / "report.md", self.to_markdown())
-        return [str(d / "report.json"), str(d / "report.md")]
+
+def claim_line(claim: dict[str, Any]) -> str:
+    """Every parameter of a claim (as :meth:`Claim.to_dict` gives it) on one line:
+    ε, δ, N, B, q, σ, C, T and the batching."""
+    keys = (("eps", "epsilon"), ("delta", "delta"), ("N", "dataset_size"), ("B", "expected_batch_size"),
+            ("q", "sample_rate"), ("sigma", "noise_multiplier"), ("C", "clip"), ("T", "steps"),
+            ("batching", "batching"))
+    return " ".join(f"{short}={_fmt(claim.get(key))}" for short, key in keys)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

@@ -28,14 +28,45 @@ def _global_rng_no_clip(model, x, y, *, loss_fn, generator, step, claim):
 
 
 def test_claim_validation():
-    good = dict(epsilon=1.0, delta=1e-5, sample_rate=0.1, noise_multiplier=1.0, clip=1.0, steps=10)
-    assert Claim(**good).dataset_size == 10 and Claim(**good).expected_batch_size == pytest.approx(1.0)
+    good = dict(epsilon=1.0, delta=1e-5, sample_rate=0.1, noise_multiplier=1.0, clip=1.0, steps=10,
+                dataset_size=1000)
+    assert Claim(**good).expected_batch_size == pytest.approx(100.0)
     for key, bad in [("delta", 1.0), ("sample_rate", 0.0), ("noise_multiplier", -1.0), ("clip", 0.0),
-                     ("steps", 0), ("batching", "random"), ("epsilon", float("nan"))]:
+                     ("steps", 0), ("batching", "random"), ("epsilon", float("nan")), ("dataset_size", -5),
+                     ("dataset_size", 2.5), ("expected_batch_size", -1.0)]:
         with pytest.raises(InvalidParameterError):
             Claim(**{**good, key: bad})
     c = Claim(**good)
     assert Claim.from_dict(c.to_dict()) == c
+
+
+def test_claim_needs_dataset_size_or_batch_size():
+    """B = q*N divides the update: without N or B the claim is refused, never N = 1/q."""
+    base = dict(epsilon=1.0, delta=1e-5, sample_rate=0.1, noise_multiplier=1.0, clip=1.0, steps=10)
+    with pytest.raises(InvalidParameterError, match="dataset size N or the expected batch size"):
+        Claim(**base)
+    with pytest.raises(InvalidParameterError, match="dataset size N"):
+        Claim(**base, dataset_size=None)
+    from_b = Claim(**base, expected_batch_size=25.0)
+    assert (from_b.dataset_size, from_b.expected_batch_size) == (250, 25.0)
+
+
+def test_claim_create_defaults_to_the_tightest_accountant():
+    from dpaudit.accounting import TIGHTEST, epsilon
+
+    c = Claim.create(noise_multiplier=1.0, steps=20, sample_rate=0.1, dataset_size=100)
+    assert c.epsilon == pytest.approx(epsilon(c.to_run(), 1e-5, TIGHTEST).epsilon)
+    assert c.epsilon == pytest.approx(3.59, abs=0.01)  # dp-accounting's PLD gives 3.59 too
+    by_sizes = Claim.create(noise_multiplier=1.0, steps=20, batch_size=10, dataset_size=100, epsilon=5.0)
+    assert (by_sizes.sample_rate, by_sizes.expected_batch_size, by_sizes.epsilon) == (0.1, 10.0, 5.0)
+    for kwargs, msg in [
+        (dict(noise_multiplier=None, steps=20, sample_rate=0.1, dataset_size=100), "noise multiplier"),
+        (dict(noise_multiplier=1.0, steps=20, batch_size=10), "sample rate, or the batch size and the dataset"),
+        (dict(noise_multiplier=1.0, steps=20, batch_size=200, dataset_size=100), "batch size <= dataset size"),
+        (dict(noise_multiplier=1.0, steps=20, sample_rate=0.1), "dataset size N"),
+    ]:
+        with pytest.raises(InvalidParameterError, match=msg):
+            Claim.create(**kwargs)
 
 
 def test_noise_variance_false_alarm_rate_is_at_most_alpha(claim):

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 torch = pytest.importorskip("torch")
 
@@ -72,7 +77,7 @@ def test_all_attacks_split_confidence(model_file, capsys):
         assert a["confidence"] == pytest.approx(1 - 0.1 / 3)  # Bonferroni over the 3 tests
     assert m["epsilon_lower_bound"] == max(a["epsilon_lower_bound"] for a in m["attacks"].values())
     code, _, err = _run(["attack", model_file[0], "--attack", "lira", "-k", "1"], capsys)
-    assert code == 2 and "shadow-models" in err
+    assert code == 2 and "at least 2 shadow models" in err
 
 
 def test_text_output_loss_only(model_file, capsys):
@@ -93,6 +98,7 @@ def test_refuses_arbitrary_unpickling(tmp_path, capsys, monkeypatch):
     code, out, err = _run(["attack", bad], capsys)
     assert code == 2
     assert err.startswith("dpaudit: error: refusing to load") and "arbitrary unpickling" in err
+    assert "not a plain tensor/weights file" in err and "weights_only" not in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "PWNED_DIR").exists()  # nothing in the file ran
 
@@ -144,13 +150,15 @@ def test_third_party_state_dict_and_torchscript(model_file, digits, tmp_path, ca
     code3, _, err3 = _run(
         ["attack", sd, "--members", mem, "--non-members", non, "--arch", "mlp"], capsys
     )
-    assert code3 == 2 and "do not fit --arch mlp" in err3
+    assert code3 == 2 and "do not fit architecture mlp" in err3
     code4, _, err4 = _run(["attack", sd, "--members", mem], capsys)
     assert code4 == 2 and "--non-members" in err4
     code5, _, err5 = _run(["attack", sd, "--members", mem, "--non-members", non], capsys)
-    assert code5 == 2 and "--arch" in err5
+    assert code5 == 2 and "the architecture is needed" in err5
     code6, _, err6 = _run(["attack", sd], capsys)  # a bare state_dict without data
-    assert code6 == 2 and "not a dpaudit model file" in err6
+    assert code6 == 2 and "not a dpaudit model file" in err6 and "--members" in err6
+    code7, _, err7 = _run(["attack", sd, "--members", mem, "--non-members", non, "--arch", "resnet"], capsys)
+    assert code7 == 2 and "unknown architecture 'resnet'" in err7
 
 
 def test_unavailable_device(model_file, capsys):
@@ -175,3 +183,99 @@ def test_dp_model_file_verdict(digits, tmp_path, capsys):
     assert m["claimed_delta"] == res.metadata["delta"]
     assert m["verdict"] == "consistent" and m["epsilon_lower_bound"] <= m["claimed_epsilon"]
     assert m["caps"]["auc"] >= m["auc"]
+
+
+def test_model_file_is_read_once(model_file, monkeypatch):
+    """One weights-only read per attack (the file used to be loaded twice)."""
+    from dpaudit.attacks.target import target_from_model_file
+
+    calls = []
+    real = torch.load
+
+    def counting_load(*args, **kwargs):
+        calls.append(kwargs.get("weights_only"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    target = target_from_model_file(model_file[0])
+    assert calls == [True]
+    assert target.claimed_epsilon is None and len(target.members[0]) > 0
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--confidence", "1.5"], "confidence must be in (0, 1)"),
+    (["--attack", "lira", "-k", "1"], "at least 2 shadow models"),
+    (["--inversion-iters", "0"], "max_iter and patience must be >= 1"),
+    (["--members", "m.npz"], "--non-members"),
+    (["--arch", "cnn"], "for third-party models"),
+    (["--claimed-epsilon", "1"], "for third-party models"),
+    (["--data-dir", "no-such-folder"], "does not exist"),
+    (["--report", "a-file.txt"], "is a file"),
+    (["--report", "/proc/attack-report"], "does not accept new files"),
+])
+def test_bad_input_refused_before_work(model_file, tmp_path, monkeypatch, capsys, argv, msg):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file.txt").write_text("x")
+    code, out, err = _run(["attack", model_file[0], *argv], capsys)
+    assert code == 2 and msg in err, err
+    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file.txt"]  # nothing left behind
+
+
+def test_missing_model_refused_before_torch(tmp_path):
+    """Bad values are refused before torch is imported (it takes seconds to import)."""
+    code = (
+        "import sys\nfrom cli.main import main\n"
+        f"cases = [['attack', {str(tmp_path / 'nope.pt')!r}],\n"
+        f"         ['attack', {str(tmp_path / 'nope.pt')!r}, '--confidence', '2'],\n"
+        "         ['attack', 'x.pt', '--members', 'm.npz']]\n"
+        "for argv in cases:\n"
+        "    try:\n        main(argv)\n    except SystemExit as exc:\n        assert exc.code == 2, argv\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("dpaudit: error:") == 3
+
+
+def test_report_needs_matplotlib_before_work(model_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    rep = tmp_path / "rep"
+    code, out, err = _run(["attack", model_file[0], "--attack", "loss", "--report", rep], capsys)
+    assert code == 2 and "needs matplotlib" in err and out == ""
+    assert not rep.exists()
+
+
+def test_report_is_all_or_nothing(model_file, tmp_path, monkeypatch):
+    """A failure while drawing a plot leaves no report.json (and no folder) behind."""
+    from dpaudit.attacks import report as report_mod
+    from dpaudit.attacks.inversion import InversionConfig
+    from dpaudit.attacks.options import AttackOptions
+    from dpaudit.attacks.target import target_from_model_file
+
+    rep = report_mod.run_attacks(target_from_model_file(model_file[0]),
+                                 AttackOptions(inversion=InversionConfig(max_iter=5)))
+    assert rep.files() == ("report.json", "roc.png", "inversion.png", "report.md")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr(report_mod, "inversion_figure", broken)
+    out = tmp_path / "rep"
+    with pytest.raises(RuntimeError, match="plot failed"):
+        report_mod.write_report(rep, out)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(RuntimeError):
+        report_mod.write_report(rep, out)
+    assert list(out.iterdir()) == []  # an existing folder stays, empty
+
+
+def test_text_summary_comes_from_the_library(model_file, capsys):
+    from dpaudit.attacks.options import AttackOptions
+    from dpaudit.attacks.report import run_attacks
+    from dpaudit.attacks.target import target_from_model_file
+
+    rep = run_attacks(target_from_model_file(model_file[0]), AttackOptions(attacks=("loss",)))
+    code, out, _ = _run(["attack", model_file[0], "--attack", "loss"], capsys)
+    assert code == 0 and out.strip() == rep.to_text().strip()
