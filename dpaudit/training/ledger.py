@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from dpaudit.accounting.events import DEFAULT_RELATION, DpSgdRun, GaussianSegment
+from dpaudit.accounting.events import steps_per_epoch as epoch_steps
 from dpaudit.errors import InvalidParameterError, OutOfValidityError
 
 
@@ -28,8 +29,8 @@ class PrivacyLedger:
         dataset_size: N, the number of training members.
         batch_size: B, the (expected) batch size; q = B / N.
         batching: ``"poisson"`` or ``"shuffle"`` (must match the sampler used).
-        steps_per_epoch: steps in a full epoch (default: round(N/B) for Poisson,
-            ceil(N/B) for shuffle, as in ``DpSgdRun.create``).
+        steps_per_epoch: steps in a full epoch (default:
+            :func:`dpaudit.accounting.steps_per_epoch`, the rule every layer uses).
     """
 
     def __init__(
@@ -45,8 +46,7 @@ class PrivacyLedger:
         if n < 1 or not 1 <= b <= n:
             raise InvalidParameterError(f"need 1 <= batch size ({b}) <= dataset size ({n})")
         self.dataset_size, self.batch_size, self.batching = n, b, batching
-        default_spe = math.ceil(n / b) if batching == "shuffle" else max(1, round(n / b))
-        self.steps_per_epoch = int(steps_per_epoch or default_spe)
+        self.steps_per_epoch = int(steps_per_epoch or epoch_steps(batching, dataset_size=n, batch_size=b))
         self.entries: list[dict[str, Any]] = []  # {"epoch", "sigma", "q", "clip", "batching", "count"}
         self.extra: list[dict[str, Any]] = []  # {"sample_rate", "noise_multiplier", "count", "note"}
 
