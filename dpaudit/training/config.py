@@ -229,8 +229,9 @@ def needs_validation(config: TrainConfig, plan: Plan | None = None) -> bool:
 def resolve_config(config: TrainConfig, plan: Plan | None = None) -> TrainConfig:
     """Validate ``config`` and fill the data set's defaults (returns a new config).
 
-    ``plan``: the loaded plan of ``config.plan_path`` (:func:`load_plan`); its batch size and
-    epochs become the defaults. Resolving a resolved configuration changes nothing.
+    ``plan``: the loaded plan of ``config.plan_path`` (:func:`load_plan`, loaded here if not
+    given); its batch size, epochs, delta and accountant are the run's. Resolving a resolved
+    configuration changes nothing.
     Raises :class:`InvalidParameterError` with one readable line on any violated rule.
     """
     c = dataclasses.replace(config, arch_kwargs=dict(config.arch_kwargs))

@@ -58,22 +58,24 @@ class PrivacyLedger:
     def steps(self) -> int:
         return sum(e["count"] for e in self.entries)
 
-    def record_step(self, sigma: float, clip: float, *, q: float | None = None, count: int = 1) -> None:
+    def record_step(self, sigma: float, clip: float, *, count: int = 1) -> None:
         """Record ``count`` noisy steps with noise multiplier ``sigma`` and clip norm ``clip``."""
         s = float(sigma)
         if math.isnan(s) or s <= 0:
             raise InvalidParameterError(f"a private step needs a noise multiplier > 0, got {sigma!r}")
-        qq = self.sample_rate if q is None else float(q)
-        for _ in range(int(count)):
-            epoch = self.steps // self.steps_per_epoch
+        q, c = self.sample_rate, float(clip)
+        remaining = int(count)
+        while remaining > 0:  # one entry per (epoch, sigma, q, clip) run: epoch-sized chunks
+            done = self.steps
+            epoch, room = done // self.steps_per_epoch, self.steps_per_epoch - done % self.steps_per_epoch
+            take = min(remaining, room)
             last = self.entries[-1] if self.entries else None
-            if last and (last["epoch"], last["sigma"], last["q"], last["clip"]) == (epoch, s, qq, float(clip)):
-                last["count"] += 1
+            if last and (last["epoch"], last["sigma"], last["q"], last["clip"]) == (epoch, s, q, c):
+                last["count"] += take
             else:
-                self.entries.append(
-                    {"epoch": epoch, "sigma": s, "q": qq, "clip": float(clip),
-                     "batching": self.batching, "count": 1}
-                )
+                self.entries.append({"epoch": epoch, "sigma": s, "q": q, "clip": c,
+                                     "batching": self.batching, "count": take})
+            remaining -= take
 
     def record_epoch(self, sigma: float, clip: float) -> None:
         """Record the remaining steps of the current epoch (a full epoch from its start)."""

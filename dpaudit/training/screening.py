@@ -42,10 +42,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dpaudit.training.config import SCREENING_RULES as RULES
 from dpaudit.training.config import ScreeningConfig
 
-__all__ = ["RULES", "ScreeningConfig", "Screener", "Snapshot", "clipped_delta_sum", "dpsur_accept",
+__all__ = ["ScreeningConfig", "Screener", "Snapshot", "clipped_delta_sum", "dpsur_accept",
            "per_example_losses", "sa_accept"]
 
 
