@@ -30,7 +30,8 @@ import shlex
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import as_completed
 
 METHODS = {"plain": "none", "sa": "sa", "dpsur": "dpsur"}
 ANCHORS = [
@@ -67,10 +68,12 @@ def run_cell(cell: dict, opts: dict) -> dict:
     import torch
 
     from dpaudit.training import TrainConfig, train
-    from dpaudit.training.trainer import evaluate
+    from dpaudit.training.evaluation import evaluate
 
-    torch.set_num_threads(int(opts["threads"]))
     extra = dict(opts.get("overrides") or {})
+    if cell.get("tune"):
+        # score every held-out example each epoch (the figures of docs/benchmarks.md did)
+        extra.setdefault("eval_size", None)
     cfg = TrainConfig(
         dataset=cell["dataset"], data_dir=opts["data_dir"], epsilon=float(cell["epsilon"]),
         delta=1e-5, screening=METHODS[cell["method"]], seed=int(cell["seed"]),
@@ -232,7 +235,7 @@ def plot(results: dict[str, dict], path: str) -> None:
     save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", default="mnist,fashion-mnist")
     ap.add_argument("--epsilons", default="1,2,3")
@@ -252,6 +255,50 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: write --markdown/--plot from the results in --out")
     a = ap.parse_args(argv)
+    bad = [m for m in a.methods.split(",") if m not in METHODS]
+    if bad:
+        ap.error(f"unknown method {bad[0]!r} (plain, sa, dpsur)")
+    if a.report_only:
+        a.seeds = ""
+    return a
+
+
+def _cells(a: argparse.Namespace, tag: str, results: dict[str, dict]) -> list[tuple[str, dict]]:
+    """The runs still to do. Seeds outermost, then epsilons in the order given: a run cut
+    short still holds whole (dataset x method) comparisons for the first seed and epsilon."""
+    cells = []
+    for s in filter(None, a.seeds.split(",")):
+        for e in a.epsilons.split(","):
+            for d in a.datasets.split(","):
+                for m in a.methods.split(","):
+                    c = {"dataset": d, "epsilon": float(e), "method": m, "seed": int(s),
+                         "tune": a.tune, "tag": tag}
+                    if cell_key(c) not in results:
+                        cells.append((cell_key(c), c))
+    return cells
+
+
+def _run_all(cells: list[tuple[str, dict]], opts: dict, a: argparse.Namespace,
+             done: Callable[[str, dict], None]) -> None:
+    """Run the cells inline (``--jobs 1``) or in worker processes with ``--threads`` threads
+    each (:func:`dpaudit.executors.make_executor`, the project's thread policy)."""
+    from dpaudit.executors import make_executor
+
+    if a.jobs <= 1:  # in order, each result saved as it comes
+        for key, c in cells:
+            done(key, run_cell(c, opts))
+        return
+    with make_executor("process", a.jobs, threads_per_worker=a.threads) as ex:
+        futs = {ex.submit(run_cell, c, opts): key for key, c in cells}
+        for f in as_completed(futs):
+            try:
+                done(futs[f], f.result())
+            except Exception as exc:  # keep the other runs going; report the failure
+                print(f"{futs[f]}: FAILED {exc!r}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = _parse_args(argv)
     command = "python bench/accuracy.py " + " ".join(shlex.quote(x) for x in (argv or sys.argv[1:]))
     overrides = {}
     for item in a.overrides:
@@ -261,22 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     opts = {"data_dir": a.data_dir, "device": a.device, "threads": a.threads,
             "ema": a.ema if a.ema >= 0 else None, "overrides": overrides}
     results = load_results(a.out)
-    cells = []
-    if a.report_only:
-        a.seeds = ""
-    # seeds outermost, then epsilons in the order given: a run cut short still holds whole
-    # (dataset x method) comparisons for the first seed and epsilon
-    for s in filter(None, a.seeds.split(",")):
-        for e in a.epsilons.split(","):
-            for d in a.datasets.split(","):
-                for m in a.methods.split(","):
-                    if m not in METHODS:
-                        ap.error(f"unknown method {m!r} (plain, sa, dpsur)")
-                    c = {"dataset": d, "epsilon": float(e), "method": m, "seed": int(s),
-                         "tune": a.tune, "tag": tag}
-                    key = cell_key(c)
-                    if key not in results:
-                        cells.append((key, c))
+    cells = _cells(a, tag, results)
     print(f"{len(cells)} runs to do ({len(results)} already in {a.out})", flush=True)
 
     def done(key: str, row: dict) -> None:
@@ -287,19 +319,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.out:
             save_results(a.out, results, command)
 
-    if a.jobs <= 1:
-        for key, c in cells:
-            done(key, run_cell(c, opts))
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(a.jobs, mp_context=mp.get_context("spawn")) as ex:
-            futs = {ex.submit(run_cell, c, opts): key for key, c in cells}
-            for f in as_completed(futs):
-                try:
-                    done(futs[f], f.result())
-                except Exception as exc:  # keep the other runs going; report the failure
-                    print(f"{futs[f]}: FAILED {exc!r}", flush=True)
+    _run_all(cells, opts, a, done)
     if a.markdown:
         from dpaudit.io import atomic_write_text
 

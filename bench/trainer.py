@@ -2,8 +2,8 @@
 CNN (Tramer & Boneh 2021) and the 784-512-10 MLP.
 
 One process; the methods are interleaved round by round (so load changes hit all alike);
-the figure per method is the median over rounds of the mean step time within a round;
-ratios are to plain SGD. Inputs are random tensors of MNIST shape: step time does not depend
+the figure per method is the median over rounds of the mean step time within a round
+(wall time; process CPU time beside it); ratios are to plain SGD (wall). Inputs are random tensors of MNIST shape: step time does not depend
 on pixel values. Not a test: nothing here passes or fails.
 
     python bench/trainer.py [--threads 1] [--rounds 15] [--steps 5] [--device cpu] [--json out.json]
@@ -21,6 +21,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from dpaudit.runtime import configure_threads, resolve_device
 from dpaudit.training.clipping import trainable_parameters
 from dpaudit.training.models import build_model
 from dpaudit.training.privatize import privatize
@@ -89,19 +90,22 @@ def bench(arch: str, device: torch.device, batch: int, rounds: int, steps: int) 
             step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {n: [] for n in steppers}
+    cpu: dict[str, list[float]] = {n: [] for n in steppers}
     names = list(steppers)
     for r in range(rounds):
         order = names[r % len(names):] + names[: r % len(names)]
         for n in order:
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 steppers[n]()
             sync()
             times[n].append((time.perf_counter() - t0) / steps)
+            cpu[n].append((time.process_time() - c0) / steps)
     med = {n: statistics.median(v) for n, v in times.items()}
     base = med["plain SGD"]
-    return {n: {"ms_per_step": 1e3 * m, "ratio": m / base} for n, m in med.items()}
+    return {n: {"ms_per_step": 1e3 * m, "cpu_ms_per_step": 1e3 * statistics.median(cpu[n]),
+                "ratio": m / base} for n, m in med.items()}
 
 
 def main() -> None:
@@ -115,8 +119,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     warnings.filterwarnings("ignore")
-    torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
+    configure_threads(a.threads)
+    device = resolve_device(a.device)
     out = {"device": str(device), "threads": torch.get_num_threads(), "batch": a.batch,
            "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
            "results": {}}
@@ -126,9 +130,9 @@ def main() -> None:
         label = "MNIST CNN (Tramer & Boneh)" if arch == "cnn" else "MLP 784-512-10"
         print(f"\n{label}, batch {a.batch}, {device}, {out['threads']} threads "
               f"(median of {a.rounds} interleaved rounds x {a.steps} steps)")
-        print(f"  {'method':<22}{'ms/step':>10}{'x plain':>10}")
+        print(f"  {'method':<22}{'ms/step':>10}{'CPU ms':>10}{'x plain':>10}")
         for n, r in res.items():
-            print(f"  {n:<22}{r['ms_per_step']:>10.2f}{r['ratio']:>10.2f}")
+            print(f"  {n:<22}{r['ms_per_step']:>10.2f}{r['cpu_ms_per_step']:>10.2f}{r['ratio']:>10.2f}")
     if a.json:
         from dpaudit.io import atomic_write_text
 

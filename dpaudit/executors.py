@@ -4,8 +4,17 @@
 (synchronous, for tests and debugging). Pass your own executor (e.g. a distributed backend
 implementing ``submit``) to :func:`dpaudit.audit.audit` or :func:`dpaudit.attacks.lira.lira`
 to run elsewhere. Process executors need picklable tasks (module-level functions and classes).
-Process pools use the ``spawn`` start method (safe with torch and threads) and give each
-worker ``threads_per_worker`` torch threads.
+
+Thread policy (with :mod:`dpaudit.runtime`, the only two places that size workers and
+threads): ``process`` pools use the ``spawn`` start method (safe with torch and threads) and
+give every worker exactly ``threads_per_worker`` compute threads
+(:func:`dpaudit.runtime.configure_worker`: ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/
+``OPENBLAS_NUM_THREADS`` and torch's intra-op threads, overriding what the parent had), so a
+pool keeps ``workers x threads_per_worker`` CPUs busy; ``workers`` defaults to
+:func:`dpaudit.runtime.default_workers` (the CPUs of the affinity mask divided by
+``threads_per_worker``). ``thread`` workers share this process's torch threads (set them with
+:func:`dpaudit.runtime.configure_threads`) and default to the CPUs of the affinity mask;
+``inline`` runs each call in the caller.
 """
 
 from __future__ import annotations
@@ -31,18 +40,6 @@ class InlineExecutor(cf.Executor):
         return fut
 
 
-def _init_worker(threads: int) -> None:
-    """Process-pool initializer: bound torch's intra-op threads (if torch is used at all)."""
-    import os
-
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - pure-numpy workloads
-        return
-    torch.set_num_threads(max(1, int(threads)))
-
-
 def make_executor(
     kind: str | cf.Executor | None = "inline",
     workers: int | None = None,
@@ -50,28 +47,29 @@ def make_executor(
 ) -> cf.Executor:
     """An executor by name (``inline``, ``thread``, ``process``) or the one given.
 
-    ``workers`` defaults to the CPUs this process may use (:func:`dpaudit.runtime.available_cpus`,
-    the affinity mask), not ``os.cpu_count()``."""
+    Workers and threads follow the module's thread policy (see the module docstring)."""
+    from dpaudit import runtime
+
     if isinstance(kind, cf.Executor):
         return kind
     if kind in (None, "inline"):
         return InlineExecutor()
+    if kind not in EXECUTORS:
+        raise InvalidParameterError(f"executor must be one of {', '.join(EXECUTORS)}, got {kind!r}")
+    if int(threads_per_worker) < 1:
+        raise InvalidParameterError(f"threads per worker must be >= 1, got {threads_per_worker!r}")
     if workers is None:
-        from dpaudit.runtime import available_cpus
-
-        workers = available_cpus()
+        workers = runtime.available_cpus() if kind == "thread" else runtime.default_workers(threads_per_worker)
     if int(workers) < 1:
         raise InvalidParameterError(f"workers must be >= 1, got {workers!r}")
     if kind == "thread":
-        return cf.ThreadPoolExecutor(max_workers=workers)
-    if kind == "process":
-        import multiprocessing as mp
+        return cf.ThreadPoolExecutor(max_workers=int(workers))
+    import multiprocessing as mp
 
-        return cf.ProcessPoolExecutor(
-            max_workers=workers, mp_context=mp.get_context("spawn"),
-            initializer=_init_worker, initargs=(threads_per_worker,),
-        )
-    raise InvalidParameterError(f"executor must be one of {EXECUTORS}, got {kind!r}")
+    return cf.ProcessPoolExecutor(
+        max_workers=int(workers), mp_context=mp.get_context("spawn"),
+        initializer=runtime.configure_worker, initargs=(int(threads_per_worker),),
+    )
 
 
 def chunks(n: int, parts: int) -> list[range]:

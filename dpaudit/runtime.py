@@ -68,6 +68,35 @@ def default_threads() -> int:
     return max(1, min(4, physical_cores()))
 
 
+def default_workers(threads_per_worker: int = 1) -> int:
+    """Worker processes that fit this process's CPUs (:func:`available_cpus`, the affinity
+    mask) when each runs ``threads_per_worker`` threads: at least 1."""
+    return max(1, available_cpus() // max(1, int(threads_per_worker)))
+
+
+#: Environment variables that size the thread pools of OpenMP / MKL / OpenBLAS.
+THREAD_ENV_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def configure_worker(threads: int) -> None:
+    """Give a worker process ``threads`` compute threads, whatever its parent had: set the
+    thread-pool variables of :data:`THREAD_ENV_VARS` (read by OpenMP, MKL and OpenBLAS when
+    they load, e.g. when the worker first imports torch) and, if torch is already loaded,
+    ``torch.set_num_threads``. :func:`configure_threads` then keeps it (``$OMP_NUM_THREADS``
+    is set). Used as the initializer of :func:`dpaudit.executors.make_executor`'s process
+    pools; does not import torch."""
+    import sys
+
+    n = int(threads)
+    if n < 1:
+        raise InvalidParameterError(f"threads per worker must be >= 1, got {threads!r}")
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
 def resolve_device(device: str) -> torch.device:
     """The torch device named ``device`` (cpu, cuda, cuda:N, mps), refused with one line when
     it is unknown or not available here. Imports torch."""
@@ -78,7 +107,7 @@ def resolve_device(device: str) -> torch.device:
     except RuntimeError:
         raise InvalidParameterError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError("--device cuda requested but CUDA is not available here")
+        raise InvalidParameterError(f"device {device!r} requested but CUDA is not available here")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise InvalidParameterError("--device mps requested but MPS is not available here")
+        raise InvalidParameterError(f"device {device!r} requested but MPS is not available here")
     return dev

@@ -1,70 +1,50 @@
-"""Privacy budget helpers of the trainer: account a ledger, plan the noise.
+"""The privacy budget of a training run: one owner for the noise per epoch, the stop rule and
+the epsilon spent.
 
-Thin wrappers over :mod:`dpaudit.accounting` (sound accountants only) and
-:func:`dpaudit.allocation.solve_plan` (one noise search for the whole project).
+A :class:`PrivacyBudget` is made from a noise plan (a saved one, or one solved from a target
+epsilon by :func:`plan_noise`, i.e. :func:`dpaudit.allocation.solve_plan`) or from a constant
+noise multiplier with an optional target. It owns the run's :class:`PrivacyLedger` and answers
+the trainer's questions:
+
+* :meth:`~PrivacyBudget.sigma_for_epoch` -- the plan's sigma for the epoch, the validation
+  rule's (Yu et al. 2019, Sec. V-B; from held-out accuracy so far), or the constant;
+* :meth:`~PrivacyBudget.may_run_epoch` -- whether the ledger *with that epoch added* (its
+  steps and any per-step validation queries) stays within the target. Accountants here are
+  sound upper bounds, so stopping before an epoch that would exceed the target keeps the spent
+  epsilon within the budget;
+* :attr:`~PrivacyBudget.spent` and :meth:`~PrivacyBudget.final_report` -- the epsilon after the
+  last epoch run, and the whole ledger re-accounted at the end.
+
+Torch-free: budgets can be built and queried without the trainer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dpaudit.accounting.events import DpSgdRun
+from dpaudit.accounting.base import EpsilonReport
+from dpaudit.accounting.events import DpSgdRun, steps_per_epoch
 from dpaudit.errors import InvalidParameterError
+from dpaudit.training.ledger import PrivacyLedger
+
+if TYPE_CHECKING:
+    from dpaudit.allocation import Plan
+    from dpaudit.training.config import TrainConfig
+
+#: One extra Poisson-subsampled Gaussian release per step: (sample rate q_v, sigma_v).
+Release = tuple[float, float]
 
 
-@dataclass(frozen=True)
-class Accounted:
-    """An epsilon with where it came from."""
-
-    epsilon: float
-    accountant: str
-    method: str = ""
-    notes: tuple[str, ...] = ()
-
-
-def account(run: DpSgdRun, delta: float, accountant: str = "pld") -> Accounted:
-    """Upper bound on the run's epsilon at ``delta`` under its own batching."""
+def account(run: DpSgdRun, delta: float, accountant: str = "pld") -> EpsilonReport:
+    """Upper bound on the run's epsilon at ``delta`` under its own batching (sound
+    accountants only)."""
     from dpaudit import accounting
 
     rep = accounting.get_accountant(accountant).epsilon(run, accounting.check_delta(delta))
     if not rep.sound:
         raise InvalidParameterError(f"accountant {accountant!r} is not a sound upper bound")
-    return Accounted(float(rep.epsilon), rep.accountant, rep.method, tuple(rep.notes))
-
-
-@dataclass(frozen=True)
-class NoisePlan:
-    """Per-epoch noise for a run, from the allocator."""
-
-    noise_multipliers: tuple[float, ...]
-    epsilon: float
-    cumulative_epsilon: tuple[float, ...]
-    accountant: str
-    run: DpSgdRun
-    runtime_rule: Any = None
-    plan_dict: dict | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-def from_plan(plan: Any) -> NoisePlan:
-    """Wrap a :class:`dpaudit.allocation.Plan`."""
-    return NoisePlan(
-        noise_multipliers=tuple(plan.noise_multipliers),
-        epsilon=float(plan.epsilon),
-        cumulative_epsilon=tuple(plan.cumulative_epsilon),
-        accountant=str(plan.accountant),
-        run=plan.run,
-        runtime_rule=plan.runtime_rule,
-        plan_dict=plan.to_dict(),
-        notes=tuple(plan.notes),
-    )
-
-
-def load_plan(path: str) -> NoisePlan:
-    from dpaudit.allocation import Plan
-
-    return from_plan(Plan.load(path))
+    return rep
 
 
 def plan_noise(
@@ -77,9 +57,10 @@ def plan_noise(
     batching: str,
     accountant: str,
     schedule: str = "constant",
-    per_step_releases: tuple[tuple[float, float], ...] = (),
-) -> NoisePlan:
-    """Noise per epoch so the run spends at most ``target_epsilon`` (allocator's solve_plan).
+    per_step_releases: tuple[Release, ...] = (),
+) -> Plan:
+    """Noise per epoch so the run spends at most ``target_epsilon`` (the allocator's
+    :func:`~dpaudit.allocation.solve_plan`).
 
     ``per_step_releases``: one Poisson-subsampled Gaussian (q_v, sigma_v) per step each, e.g.
     the validation query of update screening; they are composed into every evaluation and into
@@ -87,7 +68,7 @@ def plan_noise(
     from dpaudit.allocation import solve_plan
 
     try:
-        plan = solve_plan(
+        return solve_plan(
             target_epsilon, delta, dataset_size=dataset_size, batch_size=batch_size,
             epochs=epochs, batching=batching, accountant=accountant, schedule=schedule,
             per_step_releases=per_step_releases,
@@ -99,4 +80,206 @@ def plan_noise(
                 "alone spend (nearly) all of it; raise their noise multiplier or lower their "
                 "sample rate") from None
         raise
-    return from_plan(plan)
+
+
+def check_plan_fits(plan: Plan, dataset_size: int, batch_size: int, batching: str) -> None:
+    """Refuse a plan made for another run (N, B, batching) or with a partial last epoch."""
+    r = plan.run
+    if (r.dataset_size, r.batch_size, r.batching) != (dataset_size, batch_size, batching):
+        raise InvalidParameterError(
+            f"the plan is for N={r.dataset_size}, B={r.batch_size}, {r.batching} batching; "
+            f"this run has N={dataset_size}, B={batch_size}, {batching} batching: re-plan for "
+            f"dataset size {dataset_size}, batch size {batch_size} and {batching} batching"
+        )
+    if r.total_steps != r.epochs * r.steps_per_epoch:
+        raise InvalidParameterError("plans with a partial last epoch are not supported")
+    spe = steps_per_epoch(batching, dataset_size=dataset_size, batch_size=batch_size)
+    if r.steps_per_epoch != spe:
+        raise InvalidParameterError(
+            f"the plan counts {r.steps_per_epoch} steps per epoch, the trainer's {batching} "
+            f"sampler takes {spe}: re-plan with the trainer's convention"
+        )
+
+
+class PrivacyBudget:
+    """A private run's budget: the ledger, where sigma comes from, and the target.
+
+    Build with :meth:`from_plan`, :meth:`for_target`, :meth:`constant` or :meth:`from_config`.
+
+    Args:
+        ledger: the (empty) ledger of the run; the budget records into it.
+        clip: the clipping norm C recorded with every step.
+        delta: the delta every epsilon is accounted at.
+        accountant: a sound accountant name.
+        target: stop before an epoch that would spend more (``None``: never stop).
+        plan: the noise plan to follow (exclusive with ``noise_multiplier``).
+        noise_multiplier: a constant sigma per step.
+        validation_query: one extra release (q_v, sigma_v) per step (update screening).
+    """
+
+    def __init__(
+        self,
+        ledger: PrivacyLedger,
+        *,
+        clip: float,
+        delta: float,
+        accountant: str,
+        target: float | None = None,
+        plan: Plan | None = None,
+        noise_multiplier: float | None = None,
+        validation_query: Release | None = None,
+    ) -> None:
+        if (plan is None) == (noise_multiplier is None):
+            raise InvalidParameterError("a privacy budget follows a noise plan or a noise multiplier")
+        self.ledger = ledger
+        self.clip = float(clip)
+        self.delta = float(delta)
+        self.accountant = accountant
+        self.target = None if target is None else float(target)
+        self.plan = plan
+        self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
+        self.validation_query = validation_query
+        self.notes: list[str] = list(plan.notes) if plan is not None else []
+        self.spent: EpsilonReport | None = None
+        self.stop_reason = ""
+        self._next: EpsilonReport | None = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_plan(cls, plan: Plan, *, clip: float, validation_query: Release | None = None) -> PrivacyBudget:
+        """Follow ``plan`` (target: the plan's epsilon, at its delta, with its accountant)."""
+        r = plan.run
+        if r.dataset_size is None or r.batch_size is None:
+            raise InvalidParameterError("the plan names no dataset size and batch size; re-plan with both")
+        ledger = PrivacyLedger(r.dataset_size, r.batch_size, r.batching)
+        return cls(ledger, clip=clip, delta=plan.delta, accountant=plan.accountant,
+                   target=plan.epsilon, plan=plan, validation_query=validation_query)
+
+    @classmethod
+    def for_target(
+        cls, epsilon: float, delta: float, *, dataset_size: int, batch_size: int, epochs: int,
+        batching: str, accountant: str, clip: float, schedule: str = "constant",
+        validation_query: Release | None = None,
+    ) -> PrivacyBudget:
+        """Solve a plan that spends at most ``epsilon`` (with the validation queries, if any)
+        and follow it; the target is ``epsilon`` itself."""
+        releases = () if validation_query is None else (validation_query,)
+        plan = plan_noise(epsilon, delta, dataset_size=dataset_size, batch_size=batch_size,
+                          epochs=epochs, batching=batching, accountant=accountant,
+                          schedule="constant" if releases else schedule, per_step_releases=releases)
+        budget = cls.from_plan(plan, clip=clip, validation_query=validation_query)
+        budget.target = float(epsilon)
+        return budget
+
+    @classmethod
+    def constant(
+        cls, noise_multiplier: float, *, dataset_size: int, batch_size: int, batching: str,
+        delta: float, accountant: str, clip: float, target: float | None = None,
+        validation_query: Release | None = None,
+    ) -> PrivacyBudget:
+        """A constant sigma per step, stopping at ``target`` if given."""
+        ledger = PrivacyLedger(dataset_size, batch_size, batching)
+        return cls(ledger, clip=clip, delta=delta, accountant=accountant, target=target,
+                   noise_multiplier=noise_multiplier, validation_query=validation_query)
+
+    @classmethod
+    def from_config(
+        cls, cfg: TrainConfig, *, dataset_size: int, plan: Plan | None = None,
+        validation_query: Release | None = None,
+    ) -> PrivacyBudget:
+        """The budget a resolved :class:`~dpaudit.training.config.TrainConfig` asks for, for
+        ``dataset_size`` training members: ``plan`` (loaded from ``cfg.plan_path``), a plan
+        solved for ``cfg.epsilon``, or ``cfg.noise_multiplier``."""
+        clip, b = float(cfg.clip or 0.0), int(cfg.batch_size or 0)
+        if plan is not None:
+            check_plan_fits(plan, dataset_size, b, cfg.batching)
+            return cls.from_plan(plan, clip=clip, validation_query=validation_query)
+        delta = float(cfg.delta or 0.0)
+        if cfg.noise_multiplier is None:
+            if cfg.epsilon is None:
+                raise InvalidParameterError("give a target epsilon, a plan or a noise multiplier")
+            return cls.for_target(float(cfg.epsilon), delta, dataset_size=dataset_size, batch_size=b,
+                                  epochs=int(cfg.epochs or 0), batching=cfg.batching,
+                                  accountant=cfg.accountant, clip=clip, schedule=cfg.schedule,
+                                  validation_query=validation_query)
+        return cls.constant(float(cfg.noise_multiplier), dataset_size=dataset_size, batch_size=b,
+                            batching=cfg.batching, delta=delta, accountant=cfg.accountant, clip=clip,
+                            target=cfg.epsilon, validation_query=validation_query)
+
+    # ------------------------------------------------------------------ questions
+    @property
+    def needs_validation(self) -> bool:
+        """Whether sigma depends on held-out accuracy (a plan with a runtime rule)."""
+        return self.plan is not None and self.plan.runtime_rule is not None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.ledger.steps_per_epoch
+
+    def sigma_for_epoch(self, epoch: int, val_accuracies: Sequence[float] = ()) -> float:
+        """Noise multiplier of epoch ``epoch`` (0-based); ``val_accuracies``: held-out
+        accuracy after each earlier epoch (used by the validation rule only)."""
+        if self.noise_multiplier is not None:
+            return self.noise_multiplier
+        assert self.plan is not None  # one of the two, see __init__
+        if self.plan.runtime_rule is not None:
+            return float(self.plan.runtime_rule.next_sigma(list(val_accuracies)[:epoch]))
+        return float(self.plan.noise_multipliers[epoch])
+
+    def may_run_epoch(self, epoch: int, sigma: float) -> bool:
+        """Account the ledger with epoch ``epoch`` (noise ``sigma``) added; ``False`` (and
+        :attr:`stop_reason` set) if that would exceed the target."""
+        projected = self.ledger.copy()
+        projected.record_epoch(sigma, self.clip)
+        if self.validation_query is not None:
+            q_v, s_v = self.validation_query
+            projected.record_release(q_v, s_v, self.steps_per_epoch, "screening validation queries")
+        nxt = self._plan_curve(projected, epoch) or account(projected.to_run(), self.delta, self.accountant)
+        if self.target is not None and nxt.epsilon > self.target:
+            self.stop_reason = (f"stopped before epoch {epoch + 1}: it would spend epsilon = "
+                                f"{nxt.epsilon:.4g} > budget {self.target:.4g}")
+            self.notes.append(self.stop_reason)
+            return False
+        self._next = nxt
+        return True
+
+    def _plan_curve(self, projected: PrivacyLedger, epoch: int) -> EpsilonReport | None:
+        """The plan's cumulative epsilon after ``epoch`` when the projected ledger follows the
+        plan exactly (same noise so far; saves an accountant call)."""
+        plan = self.plan
+        if plan is None or not plan.cumulative_epsilon:
+            return None
+        if tuple(projected.epoch_sigmas()) != tuple(plan.noise_multipliers[: epoch + 1]):
+            return None
+        return EpsilonReport.for_run(projected.to_run(), self.accountant, plan.cumulative_epsilon[epoch],
+                                     self.delta, method="plan curve")
+
+    def record_step(self, sigma: float) -> None:
+        """One noisy gradient step with noise multiplier ``sigma`` (clip norm :attr:`clip`)."""
+        self.ledger.record_step(sigma, self.clip)
+
+    def end_epoch(self, validation_queries: int = 0) -> None:
+        """Close the epoch begun by :meth:`may_run_epoch`: record its ``validation_queries``
+        and take its projected epsilon as :attr:`spent`."""
+        if validation_queries and self.validation_query is not None:
+            q_v, s_v = self.validation_query
+            self.ledger.record_release(q_v, s_v, validation_queries, "screening validation queries")
+        self.spent = self._next
+
+    def final_report(self) -> EpsilonReport | None:
+        """The whole ledger re-accounted (``None`` when no step was taken); a figure above the
+        target (accountant discretisation) is reported as is and noted."""
+        if not self.ledger.steps:
+            return None
+        final = account(self.ledger.to_run(), self.delta, self.accountant)
+        self.notes.extend(n for n in final.notes if n not in self.notes)
+        if self.target is not None and final.epsilon > self.target:
+            self.notes.append(f"re-accounting the ledger gives epsilon = {final.epsilon:.6g}, above "
+                              f"the budget {self.target:.6g} (accountant discretisation); reported as is")
+        return final
+
+    def __repr__(self) -> str:
+        source = "plan" if self.plan is not None else f"sigma={self.noise_multiplier:g}"
+        target = "none" if self.target is None else f"{self.target:g}"
+        spent = "-" if self.spent is None else f"{self.spent.epsilon:.4g}"
+        return f"PrivacyBudget({source}, target={target}, spent={spent}, {self.ledger!r})"

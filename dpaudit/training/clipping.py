@@ -38,8 +38,10 @@ cross-entropy with ``reduction="none"``); the engine differentiates their sum.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -200,7 +202,7 @@ def _linear_contribs(m: nn.Linear, a: Tensor, d: Tensor, force: bool) -> dict[in
     return out
 
 
-def _conv_supported(m: nn.Module) -> bool:
+def _conv_supported(m: nn.Module) -> TypeGuard[nn.Conv2d]:
     return (
         type(m) is nn.Conv2d
         and m.groups == 1
@@ -211,7 +213,10 @@ def _conv_supported(m: nn.Module) -> bool:
 
 def _conv_contribs(m: nn.Conv2d, a: Tensor, d: Tensor, force: bool) -> dict[int, _Contribution]:
     b = a.shape[0]
-    u = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+    padding = m.padding
+    if isinstance(padding, str):  # excluded by _conv_supported
+        raise InvalidParameterError("string padding is handled by the generic engine")
+    u = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=padding, stride=m.stride)
     d3 = d.reshape(b, d.shape[1], -1)  # (B, out, L)
     out: dict[int, _Contribution] = {}
     if m.weight.requires_grad:
@@ -240,7 +245,7 @@ def _generic_contribs(m: nn.Module, args: tuple, d: Tensor) -> dict[int, _Contri
         def f(p: dict[str, Tensor]) -> Tensor:
             return functional_call(m, p, tuple(t.unsqueeze(0) for t in args_i)).squeeze(0)
 
-        _, pullback = vjp(f, params)
+        pullback = vjp(f, params)[1]
         return pullback(d_i)[0]
 
     grads = vmap(one)(tuple(args), d)
@@ -313,7 +318,7 @@ def _contributions(
         if type(m) is nn.Linear and a is not None and len(c.args) == 1:
             got = _linear_contribs(m, a, d, force_materialize)
         elif _conv_supported(m) and a is not None and a.dim() == 4 and len(c.args) == 1:
-            got = _conv_contribs(m, a, d, force_materialize)  # type: ignore[arg-type]
+            got = _conv_contribs(m, a, d, force_materialize)
         else:
             got = _generic_contribs(m, tuple(t.detach() for t in c.args), d)
         for pid, contrib in got.items():
@@ -327,6 +332,12 @@ def _merged(parts: list[_Contribution]) -> _Contribution:
     return _Materialized(torch.stack([p.materialize() for p in parts]).sum(0))
 
 
+def norm_dtype(params: Sequence[Tensor]) -> torch.dtype:
+    """The dtype per-example norms are computed in: the widest of the parameters' dtypes and
+    float32 (a float64 model gets float64 norms; half-precision models float32 ones)."""
+    return functools.reduce(torch.promote_types, (p.dtype for p in params), torch.float32)
+
+
 def clip_and_sum(
     model: nn.Module, x: Tensor, y: Tensor, max_norm: float, loss_fn: LossFn | None = None
 ) -> ClipResult:
@@ -334,21 +345,23 @@ def clip_and_sum(
 
     Flat clipping (Abadi et al. 2016, Alg. 1): c_i = min(1, C (1 - 1e-5) / ||g_i||), so every
     clipped per-example gradient has L2 norm <= C over all trainable parameters together, with
-    a 1e-5 margin for float32 rounding in the computed norms.
+    a 1e-5 margin for float32 rounding in the computed norms. Norms are computed in the
+    model's dtype (:func:`norm_dtype`: float64 for a float64 model).
     An empty batch gives zero sums.
     """
     c_norm = float(max_norm)
     if not c_norm > 0 or c_norm == float("inf"):
         raise InvalidParameterError(f"clipping norm must be a finite number > 0, got {max_norm!r}")
     params = trainable_parameters(model)
+    dtype = norm_dtype(params)
     if x.shape[0] == 0:
         check_model(model)
-        z = torch.zeros(0, device=x.device)
+        z = torch.zeros(0, device=x.device, dtype=dtype)
         return ClipResult([torch.zeros_like(p) for p in params], z, z, z)
     params, contribs, losses, logits = _contributions(model, x, y, loss_fn, False)
     merged = {pid: _merged(parts) for pid, parts in contribs.items()}
     b = x.shape[0]
-    normsq = torch.zeros(b, device=x.device, dtype=torch.float32)
+    normsq = torch.zeros(b, device=x.device, dtype=dtype)
     for contrib in merged.values():
         normsq = normsq + contrib.normsq().to(normsq.dtype)
     norms = normsq.clamp_min(0).sqrt()

@@ -15,8 +15,10 @@ the model's metadata), not here.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,17 +73,28 @@ class Dataset:
                 raise InvalidParameterError(f"{split} images do not have shape {self.input_shape}")
 
 
+def _dataset_key(name: str) -> str:
+    key = name.lower().replace("_", "-")
+    key = "fashion-mnist" if key == "fashion" else key
+    if key not in DATASETS:
+        raise InvalidParameterError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return key
+
+
 def load_dataset(name: str = "digits", data_dir: str | None = None) -> Dataset:
     """Load ``digits`` (bundled), ``mnist`` or ``fashion-mnist`` (IDX files in ``data_dir``
     or ``$DPAUDIT_DATA``)."""
-    key = name.lower().replace("_", "-")
-    if key == "fashion":
-        key = "fashion-mnist"
+    key = _dataset_key(name)
     if key == "digits":
         return _load_digits()
-    if key in ("mnist", "fashion-mnist"):
-        return _load_idx_dataset(key, data_dir)
-    raise InvalidParameterError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return _load_idx_dataset(key, data_dir)
+
+
+def check_dataset(name: str, data_dir: str | None = None) -> None:
+    """Refuse, without reading them, an unknown data set or one whose files are not there."""
+    key = _dataset_key(name)
+    if key != "digits":
+        find_idx_dir(key, data_dir)
 
 
 def _load_digits() -> Dataset:
@@ -132,22 +145,32 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     Format (LeCun et al., http://yann.lecun.com/exdb/mnist/): two zero bytes, a type byte, the
     number of dimensions, then one big-endian uint32 per dimension, then the data."""
     p = Path(path)
-    opener = gzip.open if p.suffix == ".gz" else open
     try:
-        with opener(p, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise InvalidParameterError(f"cannot read IDX file {p}: {exc}") from None
+        if p.suffix == ".gz":
+            with gzip.open(p, "rb") as fh:
+                raw = fh.read()
+        else:
+            raw = p.read_bytes()
+    except EOFError:
+        raise InvalidParameterError(f"{p}: truncated gzip file (the compressed data end early)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise InvalidParameterError(f"{p}: corrupt gzip file ({exc})") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"cannot read IDX file {p}: {exc.strerror or exc}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise InvalidParameterError(f"{p} is not an unsigned-byte IDX file")
+        raise InvalidParameterError(
+            f"{p} is not an unsigned-byte IDX file (its first bytes are {raw[:4].hex()}, expected 000008..)"
+        )
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise InvalidParameterError(f"{p}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    size = int(np.prod(dims)) if dims else 0
+    size = math.prod(dims) if dims else 0
     if len(raw) - header != size:
-        raise InvalidParameterError(f"{p}: expected {size} data bytes, found {len(raw) - header}")
+        raise InvalidParameterError(
+            f"{p}: truncated or padded IDX file (header announces {size} data bytes, found {len(raw) - header})"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -158,6 +181,8 @@ def _load_idx_dataset(name: str, data_dir: str | None) -> Dataset:
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
             raise InvalidParameterError(f"{name} {split} IDX files have inconsistent shapes")
+        if y.size and int(y.max()) >= 10:
+            raise InvalidParameterError(f"{name} {split} labels must be 0..9, found {int(y.max())}")
     h, w = arrays["x_train"].shape[1:]
     return Dataset(
         name=name,

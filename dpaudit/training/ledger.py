@@ -18,6 +18,7 @@ import math
 from typing import Any
 
 from dpaudit.accounting.events import DEFAULT_RELATION, DpSgdRun, GaussianSegment
+from dpaudit.accounting.events import steps_per_epoch as epoch_steps
 from dpaudit.errors import InvalidParameterError, OutOfValidityError
 
 
@@ -28,8 +29,8 @@ class PrivacyLedger:
         dataset_size: N, the number of training members.
         batch_size: B, the (expected) batch size; q = B / N.
         batching: ``"poisson"`` or ``"shuffle"`` (must match the sampler used).
-        steps_per_epoch: steps in a full epoch (default: round(N/B) for Poisson,
-            ceil(N/B) for shuffle, as in ``DpSgdRun.create``).
+        steps_per_epoch: steps in a full epoch (default:
+            :func:`dpaudit.accounting.steps_per_epoch`, the rule every layer uses).
     """
 
     def __init__(
@@ -45,8 +46,7 @@ class PrivacyLedger:
         if n < 1 or not 1 <= b <= n:
             raise InvalidParameterError(f"need 1 <= batch size ({b}) <= dataset size ({n})")
         self.dataset_size, self.batch_size, self.batching = n, b, batching
-        default_spe = math.ceil(n / b) if batching == "shuffle" else max(1, round(n / b))
-        self.steps_per_epoch = int(steps_per_epoch or default_spe)
+        self.steps_per_epoch = int(steps_per_epoch or epoch_steps(batching, dataset_size=n, batch_size=b))
         self.entries: list[dict[str, Any]] = []  # {"epoch", "sigma", "q", "clip", "batching", "count"}
         self.extra: list[dict[str, Any]] = []  # {"sample_rate", "noise_multiplier", "count", "note"}
 
@@ -58,22 +58,24 @@ class PrivacyLedger:
     def steps(self) -> int:
         return sum(e["count"] for e in self.entries)
 
-    def record_step(self, sigma: float, clip: float, *, q: float | None = None, count: int = 1) -> None:
+    def record_step(self, sigma: float, clip: float, *, count: int = 1) -> None:
         """Record ``count`` noisy steps with noise multiplier ``sigma`` and clip norm ``clip``."""
         s = float(sigma)
         if math.isnan(s) or s <= 0:
             raise InvalidParameterError(f"a private step needs a noise multiplier > 0, got {sigma!r}")
-        qq = self.sample_rate if q is None else float(q)
-        for _ in range(int(count)):
-            epoch = self.steps // self.steps_per_epoch
+        q, c = self.sample_rate, float(clip)
+        remaining = int(count)
+        while remaining > 0:  # one entry per (epoch, sigma, q, clip) run: epoch-sized chunks
+            done = self.steps
+            epoch, room = done // self.steps_per_epoch, self.steps_per_epoch - done % self.steps_per_epoch
+            take = min(remaining, room)
             last = self.entries[-1] if self.entries else None
-            if last and (last["epoch"], last["sigma"], last["q"], last["clip"]) == (epoch, s, qq, float(clip)):
-                last["count"] += 1
+            if last and (last["epoch"], last["sigma"], last["q"], last["clip"]) == (epoch, s, q, c):
+                last["count"] += take
             else:
-                self.entries.append(
-                    {"epoch": epoch, "sigma": s, "q": qq, "clip": float(clip),
-                     "batching": self.batching, "count": 1}
-                )
+                self.entries.append({"epoch": epoch, "sigma": s, "q": q, "clip": c,
+                                     "batching": self.batching, "count": take})
+            remaining -= take
 
     def record_epoch(self, sigma: float, clip: float) -> None:
         """Record the remaining steps of the current epoch (a full epoch from its start)."""

@@ -23,6 +23,11 @@ import math
 import torch
 from torch import nn
 
+from dpaudit.errors import InvalidParameterError
+from dpaudit.training.config import LR_SCHEDULES, check_lr_schedule
+
+__all__ = ["LR_SCHEDULES", "ParamEMA", "check_lr_schedule", "lr_factor"]
+
 
 class ParamEMA:
     """theta_ema <- d_t theta_ema + (1 - d_t) theta after each kept update, with the warm-up
@@ -35,8 +40,6 @@ class ParamEMA:
 
     def __init__(self, params: list[nn.Parameter], decay: float) -> None:
         if not 0.0 <= float(decay) < 1.0:
-            from dpaudit.errors import InvalidParameterError
-
             raise InvalidParameterError(f"EMA decay must be in [0, 1), got {decay!r}")
         self.params = params
         self.decay = float(decay)
@@ -57,19 +60,6 @@ class ParamEMA:
             tmp = p.detach().clone()
             p.copy_(s)
             s.copy_(tmp)
-
-
-#: Learning-rate schedules of :func:`lr_factor`.
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
-
-
-def check_lr_schedule(kind: str) -> str:
-    """``kind`` if it names one of :data:`LR_SCHEDULES`, else a clear error."""
-    if kind not in LR_SCHEDULES:
-        from dpaudit.errors import InvalidParameterError
-
-        raise InvalidParameterError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {kind!r}")
-    return kind
 
 
 def lr_factor(kind: str, step: int, total_steps: int) -> float:

@@ -30,23 +30,12 @@ import torch
 from torch import nn
 
 from dpaudit.errors import InvalidParameterError
+from dpaudit.training.archs import ARCHS, resolve_arch_kwargs
 
-ARCHS: tuple[str, ...] = ("cnn", "mlp", "logreg")
+__all__ = ["ARCHS", "Center", "build_model", "resolve_arch_kwargs"]
 
-_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
-
-_CNN_28 = {
-    "channels": [16, 32],
-    "kernels": [8, 4],
-    "strides": [2, 2],
-    "paddings": [2, 0],
-    "pool": 2,
-    "hidden": 32,
-    "activation": "tanh",
-    "groupnorm": 0,
-    "center": False,
-}
-_CNN_SMALL = {**_CNN_28, "kernels": [3, 3], "strides": [1, 2], "paddings": [1, 0]}
+#: activation name -> module class (names: :data:`dpaudit.training.archs.ACTIVATIONS`).
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 
 
 class Center(nn.Module):
@@ -54,34 +43,6 @@ class Center(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * 2.0 - 1.0
-
-
-def resolve_arch_kwargs(arch: str, input_shape: tuple[int, ...], **arch_kwargs: Any) -> dict:
-    """Fill in the defaults of ``arch`` for ``input_shape``; the result rebuilds the same model."""
-    if arch == "cnn":
-        base = _CNN_SMALL if min(input_shape[1:]) < 16 else _CNN_28
-        out = {**base, **arch_kwargs}
-    elif arch == "mlp":
-        out = {"hidden": [512], "activation": "relu", "center": False, **arch_kwargs}
-        if isinstance(out["hidden"], int):
-            out["hidden"] = [out["hidden"]]
-    elif arch == "logreg":
-        out = {"center": False, **arch_kwargs}
-    else:
-        raise InvalidParameterError(f"unknown model {arch!r}; choose one of {', '.join(ARCHS)}")
-    unknown = set(out) - set(
-        {"cnn": _CNN_28, "mlp": {"hidden": 0, "activation": 0, "center": 0},
-         "logreg": {"center": 0}}[arch]
-    )
-    if unknown:
-        raise InvalidParameterError(f"unknown option(s) for model {arch!r}: {sorted(unknown)}")
-    if not isinstance(out.get("center", False), bool):
-        raise InvalidParameterError(f"model option center must be true or false, got {out['center']!r}")
-    if "activation" in out and out["activation"] not in _ACTIVATIONS:
-        raise InvalidParameterError(
-            f"unknown activation {out['activation']!r}; choose one of {', '.join(_ACTIVATIONS)}"
-        )
-    return out
 
 
 def build_model(

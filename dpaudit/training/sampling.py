@@ -3,7 +3,7 @@
 * :class:`PoissonSampler`: every step, each of the N examples joins the batch independently
   with probability q (Poisson subsampling, the setting of Abadi et al. 2016 Sec. 3.1 and
   Mironov, Talwar, Zhang 2019). Batch sizes are Binomial(N, q) and may be 0; an epoch is
-  round(1/q) steps (``DpSgdRun.steps_per_epoch``).
+  round(N/B) steps (:func:`dpaudit.accounting.steps_per_epoch`, the rule every layer uses).
 * :class:`ShuffleSampler`: a fresh random permutation each epoch cut into ceil(N/B) disjoint
   batches of size B (the last may be shorter). Accounted without amplification by the
   ``shuffle`` view of :class:`dpaudit.accounting.DpSgdRun` (Yu et al. 2019).
@@ -14,11 +14,11 @@ For privacy the sampling randomness must stay secret; a seed is for reproducible
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import numpy as np
 
+from dpaudit.accounting.events import steps_per_epoch as epoch_steps
 from dpaudit.errors import InvalidParameterError
 
 
@@ -46,7 +46,7 @@ class PoissonSampler:
         if not 0.0 < q <= 1.0:
             raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
         self.q = q
-        self.steps_per_epoch = int(steps_per_epoch or max(1, round(1.0 / q)))
+        self.steps_per_epoch = int(steps_per_epoch or epoch_steps("poisson", sample_rate=q))
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
     @property
@@ -84,7 +84,7 @@ class ShuffleSampler:
                 f"batch size must be an integer in 1..{self.n}, got {batch_size!r}"
             )
         self.batch_size = int(batch_size)
-        self.steps_per_epoch = math.ceil(self.n / self.batch_size)
+        self.steps_per_epoch = epoch_steps("shuffle", dataset_size=self.n, batch_size=self.batch_size)
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
     @property
@@ -115,7 +115,8 @@ def make_sampler(
     if int(batch_size) != batch_size or not 1 <= batch_size <= n:
         raise InvalidParameterError(f"batch size must be an integer in 1..{n}, got {batch_size!r}")
     if batching == "poisson":
-        return PoissonSampler(n, batch_size / n, steps_per_epoch=max(1, round(n / batch_size)), rng=rng)
+        spe = epoch_steps("poisson", dataset_size=n, batch_size=int(batch_size))
+        return PoissonSampler(n, batch_size / n, steps_per_epoch=spe, rng=rng)
     if batching == "shuffle":
         return ShuffleSampler(n, int(batch_size), rng=rng)
     raise InvalidParameterError(f"batching must be 'poisson' or 'shuffle', got {batching!r}")

@@ -36,62 +36,16 @@ to S against beta * C_v for DPSUR (the noise std of S is sigma_v C_v, so the thr
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dpaudit.errors import InvalidParameterError
+from dpaudit.training.config import ScreeningConfig
 
-RULES: tuple[str, ...] = ("none", "sa", "dpsur")
-
-
-@dataclass(frozen=True)
-class ScreeningConfig:
-    """Screening parameters.
-
-    Attributes:
-        rule: ``"sa"`` or ``"dpsur"``.
-        clip: C_v, bound on each example's loss change |l_i(w') - l_i(w)| (loss units, nats).
-        noise_multiplier: sigma_v; the noise on the clipped sum has std sigma_v * C_v.
-        batch_size: expected validation batch size B_v; q_v = B_v / N (N training members).
-        beta: DPSUR threshold: accept iff S < beta * C_v.
-        k: SA temperature constant (acceptance exp(-Delta E * k * t)).
-        max_rejects: SA: accept unconditionally after this many consecutive rejections.
-    """
-
-    rule: str = "dpsur"
-    clip: float = 0.1
-    noise_multiplier: float = 1.0
-    batch_size: int = 256
-    beta: float = -1.0
-    k: float = 10.0
-    max_rejects: int = 5
-
-    def __post_init__(self) -> None:
-        if self.rule not in ("sa", "dpsur"):
-            raise InvalidParameterError(f"screening rule must be 'sa' or 'dpsur', got {self.rule!r}")
-        for name in ("clip", "noise_multiplier", "k"):
-            v = float(getattr(self, name))
-            if not (v > 0 and math.isfinite(v)):
-                raise InvalidParameterError(f"screening {name} must be a finite number > 0, got {v!r}")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise InvalidParameterError(f"validation batch size must be a positive integer, got {self.batch_size!r}")
-        if not math.isfinite(float(self.beta)):
-            raise InvalidParameterError(f"beta must be finite, got {self.beta!r}")
-        if int(self.max_rejects) != self.max_rejects or self.max_rejects < 1:
-            raise InvalidParameterError(f"max_rejects must be a positive integer, got {self.max_rejects!r}")
-
-    def sample_rate(self, n: int) -> float:
-        """q_v = B_v / N."""
-        if self.batch_size > n:
-            raise InvalidParameterError(f"validation batch size {self.batch_size} exceeds the {n} training members")
-        return self.batch_size / n
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+__all__ = ["ScreeningConfig", "Screener", "Snapshot", "clipped_delta_sum", "dpsur_accept",
+           "per_example_losses", "sa_accept"]
 
 
 def sa_accept(delta_e: float, accepted: int, rejects_in_row: int, u: float, *,
@@ -210,7 +164,7 @@ class Snapshot:
         self.params = params
         self.optimizer = optimizer
         self.values = [p.detach().clone() for p in params]
-        self.buffers = {}
+        self.buffers: dict[int, Tensor | None] = {}
         for p in params:
             st = optimizer.state.get(p, {})
             buf = st.get("momentum_buffer")
@@ -223,8 +177,9 @@ class Snapshot:
         for p in self.params:
             buf = self.buffers[id(p)]
             st = self.optimizer.state.get(p)
+            if st is None:
+                continue
             if buf is None:
-                if st is not None:
-                    st.pop("momentum_buffer", None)
+                st.pop("momentum_buffer", None)
             else:
                 st["momentum_buffer"].copy_(buf)

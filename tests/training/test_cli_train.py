@@ -40,7 +40,7 @@ def test_cli_train_text_summary(tmp_path, capsys):
         (["--dataset", "mnist", "--data-dir", "/nonexistent"], "IDX"),
         (["--plan", "/nonexistent/plan.json"], "not found"),
         (["--device", "cuda"], "CUDA"),
-        (["--no-privacy", "--epsilon", "1"], "no-privacy"),
+        (["--no-privacy", "--epsilon", "1"], "without privacy takes no target epsilon"),
     ],
 )
 def test_cli_bad_input_is_one_line(tmp_path, args, needle, capsys):

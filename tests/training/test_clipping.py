@@ -248,3 +248,21 @@ def test_property_sensitivity_of_clipped_sum_is_at_most_c(b, scale, clip, drop, 
     part, _ = clipped_grad_sum(model, x[keep], y[keep], clip)
     diff = torch.cat([(u - v).flatten() for u, v in zip(full, part)]).double().norm()
     assert diff <= clip * (1 + 1e-6)  # float32 sums of b terms: rounding only
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_float64_models_get_float64_norms(arch):
+    """Norms in the model's dtype: a float64 model's per-example norms match the definition to
+    float64 precision (float32 norms would be off by ~1e-7 relative)."""
+    torch.manual_seed(0)
+    model = build_model(arch, (1, 8, 8), 10).double()
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (6,))
+    r = clip_and_sum(model, x, y, 0.5)
+    assert r.norms.dtype == torch.float64 and all(g.dtype == torch.float64 for g in r.grads)
+    ref_sum, ref_norms = naive_clipped_sum(naive_grads(model, x, y), 0.5)
+    torch.testing.assert_close(r.norms, ref_norms, rtol=1e-12, atol=0)
+    for g, ref in zip(r.grads, ref_sum):
+        torch.testing.assert_close(g, ref, rtol=1e-10, atol=1e-14)
+    empty = clip_and_sum(model, x[:0], y[:0], 0.5)
+    assert empty.norms.dtype == torch.float64

@@ -232,7 +232,7 @@ def test_snapshot_restores_parameters_and_momentum():
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"screening": "sa", "no_privacy": True, "epsilon": None}, "no_privacy"),
+    ({"screening": "sa", "no_privacy": True, "epsilon": None}, "without privacy"),
     ({"screening": "anneal"}, "screening must be one of"),
     ({"screening": "dpsur", "schedule": "exp"}, "constant schedule"),
     ({"screening": "sa", "screen_clip": -1.0}, "clip"),
