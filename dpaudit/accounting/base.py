@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -50,12 +52,21 @@ class EpsilonReport:
         return cls(accountant=accountant, batching=run.batching, relation=run.relation,
                    epsilon=epsilon, delta=delta, steps=run.total_steps, **fields)
 
+    def with_extra(self, extra: dict[str, Any], notes: tuple[str, ...] = ()) -> EpsilonReport:
+        """The same report with further ``extra`` figures and ``notes`` appended."""
+        return dataclasses.replace(self, extra={**self.extra, **extra}, notes=self.notes + notes)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["notes"] = list(self.notes)
         extra = d.pop("extra")
         d.update(extra)
         return d
+
+
+#: Progress callback of long computations: ``progress(stage, done, total)``, ``total`` is
+#: ``None`` when unknown (e.g. a search). Stages are short phrases ("noise search", ...).
+ProgressFn = Callable[[str, int, "int | None"], None]
 
 
 class Accountant(Protocol):
