@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import importlib
 
-from dpaudit.accounting.base import Accountant, EpsilonReport
+from dpaudit.accounting.base import Accountant, EpsilonReport, ProgressFn, RegisteredAccountant
 from dpaudit.accounting.events import (
     BATCHINGS,
+    DEFAULT_DELTA,
     RELATIONS,
+    STEPS_RULES,
     DpSgdRun,
     GaussianSegment,
     check_delta,
@@ -43,7 +45,7 @@ SOUND_ACCOUNTANTS: tuple[str, ...] = ("rdp", "ma", "cdp", "pld")
 TIGHTEST = "pld"
 
 
-def get_accountant(name: str) -> Accountant:
+def get_accountant(name: str) -> RegisteredAccountant:
     """Return the accountant registered under ``name``."""
     try:
         target = ACCOUNTANTS[name]
@@ -65,18 +67,31 @@ def delta(run: DpSgdRun, epsilon: float, accountant: str = TIGHTEST) -> float:
     return get_accountant(accountant).delta(run, check_epsilon(epsilon))
 
 
+def epsilon_curve(run: DpSgdRun, delta: float, accountant: str = TIGHTEST,
+                  progress: ProgressFn | None = None) -> tuple[float, ...]:
+    """Cumulative epsilon after each epoch (:func:`dpaudit.accounting.curve.epsilon_curve`)."""
+    from dpaudit.accounting.curve import epsilon_curve as curve
+
+    return curve(get_accountant(accountant), run, check_delta(delta), progress=progress)
+
+
 __all__ = [
     "ACCOUNTANTS",
     "BATCHINGS",
+    "DEFAULT_DELTA",
     "RELATIONS",
     "SOUND_ACCOUNTANTS",
+    "STEPS_RULES",
     "TIGHTEST",
     "Accountant",
     "DpSgdRun",
     "EpsilonReport",
     "GaussianSegment",
+    "ProgressFn",
+    "RegisteredAccountant",
     "delta",
     "epsilon",
+    "epsilon_curve",
     "get_accountant",
     "steps_per_epoch",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -81,3 +81,21 @@ class Accountant(Protocol):
     def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport: ...
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float: ...
+
+
+class RegisteredAccountant(Accountant, Protocol):
+    """What every accountant in :data:`dpaudit.accounting.ACCOUNTANTS` also offers:
+    ``extras=False`` skips the run-level figures of shuffled runs (callers that account one
+    run several times attach them once, :mod:`dpaudit.accounting.extras`), and
+    ``epsilon_curve`` gives the cumulative epsilon after the given epochs (1-based; default
+    every epoch), telling ``progress(done, total)`` about each point when it is costly."""
+
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport: ...
+
+    def epsilon_curve(
+        self,
+        run: DpSgdRun,
+        delta: float,
+        epochs: Sequence[int] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[float]: ...

@@ -18,8 +18,8 @@ When every segment is unsubsampled that formula is the answer.
 
 Grid (``value_discretization_interval`` h, nats). The connect-the-dots excess shrinks like
 h^p, p -> 2 once h is small against the per-release losses (p ~ 1 before). Default ``None``
-= automatic: the first pass uses h = 4e-3 (coarser if the loss range needs it: tiny noise
-gives per-release losses of 10^7 nats), later passes aim at h <= 1e-3 x the current epsilon
+= automatic: the first pass uses h = 4e-3 (coarser if the loss range needs more than
+2^16 cells: tiny noise gives per-release losses of 10^7 nats), later passes aim at h <= 1e-3 x the current epsilon
 (so tiny epsilons -- q = 1e-6, or sigma = 50 -- get grids of 1e-7 nats) and refine until
 the Richardson estimate of the excess of the last pass,
 (eps_prev - eps) h^p / (h_prev^p - h^p), with p fitted to the last three passes and clamped
@@ -79,6 +79,9 @@ __all__ = [
 DEFAULT_REL_TOL = 2.5e-3
 #: First grid interval of the automatic mode (nats).
 AUTO_START_INTERVAL = 4e-3
+#: Window (cells) of the first automatic pass: a loss range wider than FIRST_WINDOW x 4e-3
+#: nats (tiny noise) starts on a coarser grid, relative to the range.
+FIRST_WINDOW = 1 << 16
 #: Later passes aim at an interval of at most this fraction of the current epsilon.
 REL_INTERVAL = 1e-3
 #: Passes of the automatic mode (the first included).
@@ -131,9 +134,10 @@ def _check_fft(delta: float, comps: Sequence[ComposedPld] = ()) -> bool:
     return worst <= delta / 20.0
 
 
-def _check_sizes(checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log_tail: float) -> None:
+def _check_sizes(checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log_tail: float,
+                 max_window: int) -> None:
     """Raise :class:`WindowTooLarge` before allocating when one release's PMF is too wide."""
-    limit = MAX_WINDOW // 2
+    limit = max_window // 2
     cells = 0
     for grp in checkpoints:
         mu2, sub = _split(grp)
@@ -172,17 +176,20 @@ def _compose_run(
     h: float,
     log_target: float,
     progress: Callable[[int, int], None] | None = None,
+    max_window: int = MAX_WINDOW,
 ) -> tuple[list[ComposedPld], list[ComposedPld], float]:
-    """Compose checkpoints of segments under both directions, coarsening h as far as the
-    window needs. Returns (remove-direction PLDs, add-direction PLDs, h used)."""
+    """Compose checkpoints of segments under both directions, coarsening h as far as a
+    window of ``max_window`` cells needs. Returns (remove-direction PLDs, add-direction
+    PLDs, h used)."""
     total = sum(s.count for grp in checkpoints for s in grp)
     log_tail = min(log_target, -20.0) - math.log(total + 1)
     for _ in range(40):
         try:
-            _check_sizes(checkpoints, h, log_tail)
+            _check_sizes(checkpoints, h, log_tail, max_window)
             rem = compose_prefixes(_groups(checkpoints, h, log_tail, "remove"), h, log_target,
-                                   progress=progress)
-            add = compose_prefixes(_groups(checkpoints, h, log_tail, "add"), h, log_target)
+                                   max_window=max_window, progress=progress)
+            add = compose_prefixes(_groups(checkpoints, h, log_tail, "add"), h, log_target,
+                                   max_window=max_window)
             return rem, add, h
         except WindowTooLarge as exc:
             h *= max(2.0, 1.1 * exc.factor)
@@ -244,7 +251,7 @@ def _fixed(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, inter
            progress: Callable[[int, int], None] | None) -> _Outcome:
     rem, add, h = _compose_run(checkpoints, interval, math.log(1e-3 * delta), progress)
     clean = _check_fft(delta, [*rem, *add])
-    notes = () if h == interval else (f"loss grid coarsened from {interval:g} to {h:g} nats to fit the window",)
+    notes: tuple[str, ...] = () if h == interval else (f"loss grid coarsened from {interval:g} to {h:g} nats to fit the window",)
     if not clean:
         notes += (_ALLOWANCE_NOTE,)
     return _Outcome([_eps_pair(r, a, delta) for r, a in zip(rem, add)], h, notes, clean)
@@ -273,7 +280,8 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
     converged = False
     clean = True
     for i in range(MAX_PASSES):
-        rem, add, h_used = _compose_run(merged, h, log_target)
+        rem, add, h_used = _compose_run(merged, h, log_target,
+                                        max_window=FIRST_WINDOW if i == 0 else MAX_WINDOW)
         clean = _check_fft(delta, [*rem, *add]) and clean
         e = _eps_pair(rem[0], add[0], delta)
         if i > 0 and h_used >= hs[-1]:  # the window allows no finer grid
