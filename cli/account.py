@@ -8,7 +8,14 @@ from __future__ import annotations
 import click
 
 from cli.common import echo_json
-from dpaudit.accounting import ACCOUNTANTS, BATCHINGS, DEFAULT_DELTA, RELATIONS, STEPS_RULES, TIGHTEST
+from dpaudit.accounting import (
+    ACCOUNTANTS,
+    BATCHINGS,
+    DEFAULT_DELTA,
+    RELATIONS,
+    STEPS_RULES,
+    TIGHTEST,
+)
 from dpaudit.accounting.events import DEFAULT_BATCH_SIZE, DEFAULT_DATASET_SIZE, DEFAULT_EPOCHS
 
 ACCOUNTANT_CHOICES = [*ACCOUNTANTS, "all"]

@@ -48,8 +48,8 @@ from dpaudit.accounting.gaussian import gaussian_delta, gaussian_epsilon
 from dpaudit.accounting.pld_compose import (
     MAX_WINDOW,
     ComposedPld,
+    PrefixComposer,
     WindowTooLarge,
-    compose_prefixes,
     delta_at,
     epsilon_of,
 )
@@ -119,7 +119,7 @@ def _split(segments: Sequence[GaussianSegment]) -> tuple[float, list[GaussianSeg
     return mu2, sub
 
 
-def _check_fft(delta: float, comps: Sequence[ComposedPld] = ()) -> bool:
+def _check_fft(delta: float, comps: Sequence[PrefixComposer] = ()) -> bool:
     """Raise :class:`_FftUnsound` where the FFT figure would not be an upper bound or
     would be meaningless (delta below the floor, rounding allowance above delta / 2);
     return ``False`` when the allowance distorts the figure (above delta / 20), so that
@@ -177,19 +177,19 @@ def _compose_run(
     log_target: float,
     progress: Callable[[int, int], None] | None = None,
     max_window: int = MAX_WINDOW,
-) -> tuple[list[ComposedPld], list[ComposedPld], float]:
+) -> tuple[PrefixComposer, PrefixComposer, float]:
     """Compose checkpoints of segments under both directions, coarsening h as far as a
-    window of ``max_window`` cells needs. Returns (remove-direction PLDs, add-direction
-    PLDs, h used)."""
+    window of ``max_window`` cells needs. Returns (remove-direction composer,
+    add-direction composer, h used); iterate them in step for the checkpoints' PLDs."""
     total = sum(s.count for grp in checkpoints for s in grp)
     log_tail = min(log_target, -20.0) - math.log(total + 1)
     for _ in range(40):
         try:
             _check_sizes(checkpoints, h, log_tail, max_window)
-            rem = compose_prefixes(_groups(checkpoints, h, log_tail, "remove"), h, log_target,
-                                   max_window=max_window, progress=progress)
-            add = compose_prefixes(_groups(checkpoints, h, log_tail, "add"), h, log_target,
-                                   max_window=max_window)
+            rem = PrefixComposer(_groups(checkpoints, h, log_tail, "remove"), h, log_target,
+                                 max_window=max_window, progress=progress)
+            add = PrefixComposer(_groups(checkpoints, h, log_tail, "add"), h, log_target,
+                                 max_window=max_window)
             return rem, add, h
         except WindowTooLarge as exc:
             h *= max(2.0, 1.1 * exc.factor)
@@ -250,7 +250,7 @@ class _Outcome:
 def _fixed(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, interval: float,
            progress: Callable[[int, int], None] | None) -> _Outcome:
     rem, add, h = _compose_run(checkpoints, interval, math.log(1e-3 * delta), progress)
-    clean = _check_fft(delta, [*rem, *add])
+    clean = _check_fft(delta, [rem, add])
     notes: tuple[str, ...] = () if h == interval else (f"loss grid coarsened from {interval:g} to {h:g} nats to fit the window",)
     if not clean:
         notes += (_ALLOWANCE_NOTE,)
@@ -282,8 +282,8 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
     for i in range(MAX_PASSES):
         rem, add, h_used = _compose_run(merged, h, log_target,
                                         max_window=FIRST_WINDOW if i == 0 else MAX_WINDOW)
-        clean = _check_fft(delta, [*rem, *add]) and clean
-        e = _eps_pair(rem[0], add[0], delta)
+        clean = _check_fft(delta, [rem, add]) and clean
+        e = _eps_pair(next(iter(rem)), next(iter(add)), delta)
         if i > 0 and h_used >= hs[-1]:  # the window allows no finer grid
             es[-1] = min(es[-1], e)
             break
@@ -306,7 +306,7 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
     best = min(range(len(es)), key=es.__getitem__)
     if len(checkpoints) > 1:
         rem, add, h_used = _compose_run(checkpoints, hs[-1], log_target, progress)
-        clean = _check_fft(delta, [*rem, *add]) and clean
+        clean = _check_fft(delta, [rem, add]) and clean
         eps = [_eps_pair(r, a, delta) for r, a in zip(rem, add)]
         eps[-1] = min(eps[-1], es[best])
     else:
@@ -416,7 +416,7 @@ def delta_from_segments(
         return gaussian_delta(math.sqrt(mu2), epsilon)
     try:
         rem, add, _ = _compose_run([list(segments)], interval or DELTA_INTERVAL, math.log(1e-15))
-        return max(delta_at(rem[0], epsilon), delta_at(add[0], epsilon))
+        return max(delta_at(next(iter(rem)), epsilon), delta_at(next(iter(add)), epsilon))
     except _FftUnsound:
         from dpaudit.accounting.conversions import rdp_to_delta
         from dpaudit.accounting.rdp import DEFAULT_ORDERS, rdp_of_segments

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +178,75 @@ def _prefix_stats(
     return stats, infs, lams
 
 
+class PrefixComposer:
+    """Composition of PLDs checkpoint by checkpoint on one window.
+
+    ``checkpoints[c]`` lists the (pmf, count) added after checkpoint c-1. Construction
+    computes the window (raising :class:`WindowTooLarge` when it would exceed
+    ``max_window`` cells) without composing anything; iterating yields the composed PLD
+    at each checkpoint (upper bounds) one at a time, so a curve of many checkpoints holds
+    one window in memory, not one per checkpoint. ``progress(done, total)`` is called
+    after each checkpoint.
+    """
+
+    def __init__(
+        self,
+        checkpoints: Sequence[Sequence[tuple[LossPmf, int]]],
+        h: float,
+        log_target: float,
+        *,
+        max_window: int = MAX_WINDOW,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.checkpoints = checkpoints
+        self.h = h
+        self.progress = progress
+        self.stats, self.infs, self.lams = _prefix_stats(checkpoints)
+        self.lo, hi = chernoff_window(self.stats, h, log_target, self.lams)
+        # The window must also hold every single-release PMF (a long, light lower tail, e.g.
+        # q -> 1 in the add direction, would otherwise force coarsening; review finding:
+        # 12% at q = 1 - 1e-9, sigma = 1).
+        widest = max((pmf.probs.size for group in checkpoints for pmf, _ in group), default=1)
+        self.n = next_fast_len(max(hi - self.lo + 1, widest))
+        if self.n > max_window:
+            raise WindowTooLarge(self.n / max_window)
+
+    @property
+    def fp_allowance(self) -> float:
+        """The rounding allowance of the last (largest) checkpoint."""
+        return fp_allowance(self.n, self.infs[-1][1]) if self.infs else 0.0
+
+    def __iter__(self) -> Iterator[ComposedPld]:
+        n, h, lo, lams = self.n, self.h, self.lo, self.lams
+        ffts: dict[int, np.ndarray] = {}
+        powers: dict[tuple[int, int], np.ndarray] = {}  # equal chunks share one power
+        spec = np.ones(n // 2 + 1, dtype=complex)
+        top = (lo + n - 1) * h
+        pos = lams > 0
+        for c, group in enumerate(self.checkpoints):
+            for pmf, k in group:
+                key = id(pmf)
+                if key not in ffts:
+                    # absolute grid index i sits in cell i mod n; sums of indices then
+                    # land in their own cell modulo n (circular convolution)
+                    idx = (pmf.start + np.arange(pmf.probs.size)) % n
+                    ffts[key] = np.fft.rfft(np.bincount(idx, weights=pmf.probs, minlength=n))
+                if (key, k) not in powers:
+                    if len(powers) > 8:
+                        powers.clear()
+                    powers[(key, k)] = cpow(ffts[key], k)
+                spec = spec * powers[(key, k)]
+            probs = np.roll(np.fft.irfft(spec, n=n), -(lo % n))  # cell j <-> index lo + j
+            np.maximum(probs, 0.0, out=probs)
+            kt = self.stats[c][2]
+            tail = math.exp(min(0.0, float(np.min(kt[pos] - lams[pos] * top))))
+            inf_tot, cnt = self.infs[c]
+            fpa = fp_allowance(n, cnt)
+            yield ComposedPld(lo, probs, inf_tot + tail + fpa, h, fpa)
+            if self.progress is not None:
+                self.progress(c + 1, len(self.checkpoints))
+
+
 def compose_prefixes(
     checkpoints: Sequence[Sequence[tuple[LossPmf, int]]],
     h: float,
@@ -186,43 +255,8 @@ def compose_prefixes(
     max_window: int = MAX_WINDOW,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[ComposedPld]:
-    """Compose PLDs; ``checkpoints[c]`` lists the (pmf, count) added after checkpoint c-1.
-    Returns the composed PLD at each checkpoint (all on one window, upper bounds).
-    Raises :class:`WindowTooLarge` when the window would exceed ``max_window`` cells;
-    ``progress(done, total)`` is called after each checkpoint."""
-    stats, infs, lams = _prefix_stats(checkpoints)
-    lo, hi = chernoff_window(stats, h, log_target, lams)
-    # The window must also hold every single-release PMF (a long, light lower tail, e.g.
-    # q -> 1 in the add direction, would otherwise force coarsening; review finding:
-    # 12% at q = 1 - 1e-9, sigma = 1).
-    widest = max((pmf.probs.size for group in checkpoints for pmf, _ in group), default=1)
-    n = next_fast_len(max(hi - lo + 1, widest))
-    if n > max_window:
-        raise WindowTooLarge(n / max_window)
-    ffts: dict[int, np.ndarray] = {}
-    spec = np.ones(n // 2 + 1, dtype=complex)
-    out = []
-    top = (lo + n - 1) * h
-    pos = lams > 0
-    for c, group in enumerate(checkpoints):
-        for pmf, k in group:
-            key = id(pmf)
-            if key not in ffts:
-                # absolute grid index i sits in cell i mod n; sums of indices then
-                # land in their own cell modulo n (circular convolution)
-                idx = (pmf.start + np.arange(pmf.probs.size)) % n
-                ffts[key] = np.fft.rfft(np.bincount(idx, weights=pmf.probs, minlength=n))
-            spec = spec * cpow(ffts[key], k)
-        probs = np.roll(np.fft.irfft(spec, n=n), -(lo % n))  # cell j <-> index lo + j
-        np.maximum(probs, 0.0, out=probs)
-        kt = stats[c][2]
-        tail = math.exp(min(0.0, float(np.min(kt[pos] - lams[pos] * top))))
-        inf_tot, cnt = infs[c]
-        fpa = fp_allowance(n, cnt)
-        out.append(ComposedPld(lo, probs, inf_tot + tail + fpa, h, fpa))
-        if progress is not None:
-            progress(c + 1, len(checkpoints))
-    return out
+    """All the composed PLDs of :class:`PrefixComposer` as a list."""
+    return list(PrefixComposer(checkpoints, h, log_target, max_window=max_window, progress=progress))
 
 
 def delta_at(comp: ComposedPld, epsilon: float) -> float:
@@ -247,21 +281,32 @@ def epsilon_of(comp: ComposedPld, delta: float) -> float:
     # A_j = sum_{i>=j} p_i, B_j = sum_{i>=j} p_i e^{-l_i} (l_i > 0 so no overflow).
     a = np.cumsum(p[::-1])[::-1]
     b = np.cumsum((p * np.exp(-lp))[::-1])[::-1]
-    if comp.const + a[0] - b[0] <= delta:  # delta(0) <= target
+    const = comp.const
+    if const + a[0] - b[0] <= delta:  # delta(0) <= target
         return 0.0
-    # delta at eps = l_j: const + A_{j+1} - e^{l_j} B_{j+1}; non-increasing in j, so the
-    # first grid point where it is <= delta brackets the crossing.
-    a_next = np.append(a[1:], 0.0)
-    b_next = np.append(b[1:], 0.0)
-    with np.errstate(divide="ignore", over="ignore"):  # log(0) = -inf -> term 0
-        # e^{l_j} B_{j+1} <= A_{j+1} exactly; clamping a rounding excess is pessimistic
-        d_grid = comp.const + a_next - np.minimum(np.exp(lp + np.log(b_next)), a_next)
-    ok = np.nonzero(d_grid <= delta)[0]
-    if ok.size == 0:
-        return math.inf
-    j = int(ok[0])
+    m = p.size
+
+    def d_grid(j: int) -> float:
+        """delta at eps = l_j: const + A_{j+1} - e^{l_j} B_{j+1}; the subtracted term is
+        <= A_{j+1} exactly, so clamping a rounding excess is pessimistic."""
+        if j + 1 >= m:
+            return const
+        bj = float(b[j + 1])
+        term = math.exp(float(lp[j]) + math.log(bj)) if bj > 0.0 else 0.0
+        return const + float(a[j + 1]) - min(term, float(a[j + 1]))
+
+    # delta(l_j) is non-increasing in j: bisect for the first grid point where it is
+    # <= delta (a later one, should rounding break monotonicity, is only pessimistic).
+    lo, hi = -1, m - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if d_grid(mid) <= delta:
+            hi = mid
+        else:
+            lo = mid
+    j = hi
     left = lp[j - 1] if j > 0 else 0.0
     # On (left, l_j]: delta(eps) = const + A_j - e^eps B_j.
-    num = comp.const + a[j] - delta
+    num = const + a[j] - delta
     eps = math.log(num / b[j]) if num > 0 and b[j] > 0 else float(lp[j])
     return float(min(max(eps, left), lp[j]))
