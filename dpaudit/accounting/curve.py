@@ -69,6 +69,7 @@ def epsilon_curve(
                 progress(stage, done, total)
 
         values = fn(run, delta, epochs=points, progress=tick)
+        tick(len(points), len(points))  # fast accountants report no intermediate points
     else:
         values = []
         for i, e in enumerate(points):
