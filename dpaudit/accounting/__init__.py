@@ -57,6 +57,19 @@ def get_accountant(name: str) -> RegisteredAccountant:
     return getattr(importlib.import_module(module), attr)
 
 
+def clear_caches() -> None:
+    """Empty the per-(q, sigma) curve caches of the accountant modules already imported
+    (RDP, moments, CDP): for cold-start measurements, or to free memory."""
+    import sys
+
+    for mod in ("rdp", "ma", "cdp"):
+        module = sys.modules.get(f"dpaudit.accounting.{mod}")
+        for obj in vars(module).values() if module is not None else ():
+            clear = getattr(obj, "cache_clear", None)
+            if callable(clear):
+                clear()
+
+
 def epsilon(run: DpSgdRun, delta: float, accountant: str = TIGHTEST) -> EpsilonReport:
     """Upper bound on epsilon at ``delta`` for ``run`` under its own batching."""
     return get_accountant(accountant).epsilon(run, check_delta(delta))
@@ -89,6 +102,7 @@ __all__ = [
     "GaussianSegment",
     "ProgressFn",
     "RegisteredAccountant",
+    "clear_caches",
     "delta",
     "epsilon",
     "epsilon_curve",

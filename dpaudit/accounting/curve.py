@@ -1,5 +1,5 @@
 """Cumulative epsilon after each epoch -- the one implementation every caller uses
-(``dpaudit plan``'s per-epoch column, ``compare --plot``, the allocator).
+(``dpaudit plan``'s per-epoch column, the plot of ``dpaudit compare``, the allocator).
 
 A curve over many epochs is evaluated at most at :data:`CURVE_POINTS` checkpoint epochs
 (every epoch when there are fewer); an epoch between two checkpoints is given the value of

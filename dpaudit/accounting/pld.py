@@ -69,7 +69,6 @@ __all__ = [
     "MIN_DELTA_FFT",
     "PldAccountant",
     "delta_from_segments",
-    "epsilon_curve",
     "epsilon_from_segments",
     "gaussian_delta",
     "gaussian_epsilon",
@@ -490,7 +489,3 @@ class PldAccountant:
 
 ACCOUNTANT = PldAccountant()
 
-
-def epsilon_curve(run: DpSgdRun, delta: float) -> list[float]:
-    """Cumulative epsilon after each epoch with the default PLD accountant."""
-    return ACCOUNTANT.epsilon_curve(run, delta)

@@ -230,11 +230,6 @@ def _compose(segments: Iterable[GaussianSegment], o: tuple[float, ...]) -> np.nd
     return np.where(np.isnan(total), np.inf, total)
 
 
-def rdp_of_run(run: DpSgdRun, orders: Sequence[float] = DEFAULT_ORDERS) -> np.ndarray:
-    """Composed RDP curve of ``run`` under its own batching (:meth:`DpSgdRun.segments`)."""
-    return rdp_of_segments(run.segments(), orders)
-
-
 def _skip_notes(curve: np.ndarray, orders: Sequence[float]) -> tuple[str, ...]:
     bad = int(np.sum(~np.isfinite(curve)))
     if bad == 0:

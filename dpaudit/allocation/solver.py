@@ -284,7 +284,7 @@ def solve_plan(
             min_sigma=sched.min_ratio * scale,
             worst_case=run.noise_multipliers,
         )
-        best_case = acc.epsilon(base.with_noise([scale] * base.epochs), delta).epsilon
+        best_case = acc.epsilon(base.with_noise([scale * v for v in sched.best_shape(base.epochs)]), delta).epsilon
         notes.append(
             "validation schedule: epsilon is the worst case (decay at every opportunity); "
             f"if sigma never decays the run spends {best_case:.4g}"
