@@ -12,7 +12,7 @@ Both directions of the add/remove relation are composed (the Poisson subsampled 
 not symmetric) and the larger delta is reported, as in dp_accounting (Doroshenko et al.
 2022, Sec. 5). Segments without subsampling (q = 1) are Gaussian mechanisms and are merged
 exactly: k Gaussians with noise multipliers s_i are one Gaussian with
-mu = sqrt(sum_i k_i / s_i^2) (mu-GDP composition, Dong, Roth, Su 2022, JRSS-B, Cor. 3.3),
+mu = sqrt(sum_i k_i / s_i^2) (mu-GDP composition, Dong, Roth, Su 2019, Cor. 2),
 whose curve is exact (:mod:`~dpaudit.accounting.gaussian`, Balle & Wang 2018, ICML, Thm 8).
 When every segment is unsubsampled that formula is the answer.
 
