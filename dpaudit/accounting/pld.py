@@ -283,12 +283,8 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
                                         max_window=FIRST_WINDOW if i == 0 else MAX_WINDOW)
         clean = _check_fft(delta, [rem, add]) and clean
         e = _eps_pair(next(iter(rem)), next(iter(add)), delta)
-        if i > 0 and h_used > h * (1.0 + 1e-9):  # the window does not allow the grid asked for
-            if h_used < hs[-1]:
-                hs.append(h_used)
-                es.append(e)
-            else:
-                es[-1] = min(es[-1], e)
+        if i > 0 and h_used > hs[-1] / 1.5:  # the window allows no markedly finer grid
+            es[-1] = min(es[-1], e)
             break
         hs.append(h_used)
         es.append(e)
