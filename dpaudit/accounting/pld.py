@@ -270,7 +270,8 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
           progress: Callable[[int, int], None] | None) -> _Outcome:
     """Automatic grid (module docstring): passes on the whole run until the estimated
     excess is at most ``rel_tol``; then, for several checkpoints, one pass over all of
-    them at the last grid. Every candidate is an upper bound; the smallest is kept."""
+    them at twice the last grid interval (the last checkpoint keeps the converged figure).
+    Every candidate is an upper bound; the smallest is kept."""
     log_target = math.log(1e-3 * delta)
     merged = [[s for grp in checkpoints for s in grp]]
     hs: list[float] = []
@@ -304,7 +305,9 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
                  f"met {rel_tol:g} (window limit)",)
     best = min(range(len(es)), key=es.__getitem__)
     if len(checkpoints) > 1:
-        rem, add, h_used = _compose_run(checkpoints, hs[-1], log_target, progress)
+        # Curve points on a grid twice as coarse as the last pass (excess ~4x rel_tol, still
+        # upper bounds); the last point is the converged figure (below).
+        rem, add, h_used = _compose_run(checkpoints, 2.0 * hs[-1], log_target, progress)
         clean = _check_fft(delta, [rem, add]) and clean
         eps = [_eps_pair(r, a, delta) for r, a in zip(rem, add)]
         eps[-1] = min(eps[-1], es[best])
