@@ -178,25 +178,28 @@ def main(argv: list[str] | None = None) -> str:
     for f in methods.values():  # warm-up: imports
         f()
     times: dict[str, list[float]] = {k: [] for k in methods}
+    cpu: dict[str, list[float]] = {k: [] for k in methods}
     for _ in range(args.rounds):
         for name, f in methods.items():
             _clear_caches()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             results[name] = f()
             times[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
 
     lines = [
         f"Planning: epsilon={EPS:g}, delta={DELTA:g}, q={B}/{N}, {EPOCHS} epochs, Poisson "
         f"(median of {args.rounds} interleaved rounds, caches cleared; {sys.platform}, "
         f"python {sys.version.split()[0]})",
         "",
-        "| method | time (ms) | sigma_0 | epsilon spent | accountant evaluations |",
-        "|---|---:|---:|---:|---:|",
+        "| method | wall ms | CPU ms | sigma_0 | epsilon spent | accountant evaluations |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name in methods:
         s, e, n = results[name]
         lines.append(
-            f"| {name} | {1000 * statistics.median(times[name]):.1f} | {s:.5f} | {e:.6f} | "
+            f"| {name} | {1000 * statistics.median(times[name]):.1f} | "
+            f"{1000 * statistics.median(cpu[name]):.1f} | {s:.5f} | {e:.6f} | "
             f"{n if n >= 0 else '-'} |"
         )
     if args.long:
