@@ -8,29 +8,47 @@ from __future__ import annotations
 import click
 
 from cli.common import echo_json
+from dpaudit.accounting import (
+    ACCOUNTANTS,
+    BATCHINGS,
+    DEFAULT_DELTA,
+    RELATIONS,
+    STEPS_RULES,
+    TIGHTEST,
+)
+from dpaudit.accounting.events import DEFAULT_BATCH_SIZE, DEFAULT_DATASET_SIZE, DEFAULT_EPOCHS
 
-ACCOUNTANT_CHOICES = ["rdp", "ma", "cdp", "yu2019", "pld", "all"]
+ACCOUNTANT_CHOICES = [*ACCOUNTANTS, "all"]
 
 
 def _run_options(f):
     """Options shared by ``account`` and ``compare`` that describe the run."""
     opts = [
         click.option("--dataset-size", "-n", type=int, default=None,
-                     help="Number of training examples N (default 60000 unless --sample-rate)."),
+                     help=f"Number of training examples N (default {DEFAULT_DATASET_SIZE} unless --sample-rate)."),
         click.option("--batch-size", "-b", type=int, default=None,
-                     help="(Expected) batch size B (default 256 unless --sample-rate)."),
+                     help=f"(Expected) batch size B (default {DEFAULT_BATCH_SIZE} unless --sample-rate)."),
         click.option("--sample-rate", "-q", type=float, default=None,
-                     help="Sampling rate q = B/N; replaces --dataset-size/--batch-size."),
+                     help="Sampling rate q = B/N; replaces --batch-size (--dataset-size is then "
+                          "shown only)."),
         click.option("--noise-multiplier", "-s", type=str, default=None,
                      help="sigma (noise std / clip norm); one value or comma-separated per epoch."),
         click.option("--epochs", "-e", type=float, default=None,
-                     help="Number of epochs (default 30 unless --steps)."),
-        click.option("--steps", type=int, default=None, help="Number of steps; replaces --epochs."),
-        click.option("--delta", "-d", type=float, default=1e-5, show_default=True,
+                     help=f"Number of epochs (default {DEFAULT_EPOCHS} unless --steps); see --steps-rule."),
+        click.option("--steps", type=int, default=None,
+                     help="Number of steps; replaces --epochs (e.g. --steps 14062 for what Opacus "
+                          "runs as 60 epochs of q = 256/60000)."),
+        click.option("--steps-rule", type=click.Choice(STEPS_RULES), default=STEPS_RULES[0],
+                     show_default=True,
+                     help="How --epochs become steps: whole_epochs = epochs x steps per epoch "
+                          "(round(N/B) Poisson, ceil(N/B) shuffle; what `dpaudit train` runs: "
+                          "14040 for 60 epochs of 256/60000); expected = floor(epochs x N/B) "
+                          "(Opacus' get_noise_multiplier: 14062)."),
+        click.option("--delta", "-d", type=float, default=DEFAULT_DELTA, show_default=True,
                      help="Target delta."),
-        click.option("--batching", type=click.Choice(["poisson", "shuffle"]), default="poisson",
+        click.option("--batching", type=click.Choice(BATCHINGS), default=BATCHINGS[0],
                      show_default=True, help="How batches are drawn."),
-        click.option("--relation", type=click.Choice(["add_remove", "replace_zero", "replace_one"]),
+        click.option("--relation", type=click.Choice(RELATIONS),
                      default=None,
                      help="Neighbouring relation (default: add_remove for Poisson, "
                           "replace_zero for shuffle)."),
@@ -44,7 +62,7 @@ def _run_options(f):
 
 
 def _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps,
-               batching, relation, plan_path, delta):
+               steps_rule, batching, relation, plan_path, delta):
     """Return (run, delta) from CLI values or a saved plan."""
     from dpaudit.accounting.report import run_from_values
     from dpaudit.errors import InvalidParameterError
@@ -59,7 +77,7 @@ def _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, 
     run = run_from_values(
         dataset_size=dataset_size, batch_size=batch_size, sample_rate=sample_rate,
         noise_multiplier=noise_multiplier, epochs=epochs, steps=steps, batching=batching,
-        relation=relation,
+        relation=relation, steps_rule=steps_rule,
     )
     return run, delta
 
@@ -74,10 +92,10 @@ def _fmt(x: float | None) -> str:
 
 @click.command("account")
 @_run_options
-@click.option("--accountant", "-a", type=click.Choice(ACCOUNTANT_CHOICES), default="pld",
-              show_default=True, help="Accountant (pld = tight reference; all = every one).")
-def account(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, delta,
-            batching, relation, plan_path, as_json, accountant):
+@click.option("--accountant", "-a", type=click.Choice(ACCOUNTANT_CHOICES), default=TIGHTEST,
+              show_default=True, help=f"Accountant ({TIGHTEST} = tight reference; all = every one).")
+def account(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, steps_rule,
+            delta, batching, relation, plan_path, as_json, accountant):
     """Epsilon spent by a DP-SGD run (an upper bound at the given delta).
 
     \b
@@ -87,7 +105,7 @@ def account(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, ste
     from dpaudit.accounting.report import account_run
 
     run, delta = _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs,
-                            steps, batching, relation, plan_path, delta)
+                            steps, steps_rule, batching, relation, plan_path, delta)
     result = account_run(run, delta, accountant)
     if as_json:
         echo_json(result)
@@ -103,9 +121,11 @@ def account(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, ste
         for note in r.get("notes", []):
             click.echo(f"          note: {note}")
     if run.batching == "shuffle":
+        lower = result.get("epsilon_lower")
+        known = (f"true epsilon >= {_fmt(lower)} (Chua et al. lower bound)" if lower is not None
+                 else "no non-trivial lower bound was obtained (see notes)")
         click.echo(
-            f"  shuffled batches: true epsilon >= {_fmt(result.get('epsilon_lower'))} "
-            f"(Chua et al. lower bound); the Poisson figure often quoted for this run is "
+            f"  shuffled batches: {known}; the Poisson figure often quoted for this run is "
             f"{_fmt(result.get('epsilon_if_poisson'))}, which does not apply."
         )
 
@@ -124,13 +144,19 @@ def _describe(run, delta) -> str:
 @_run_options
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of epsilon vs epochs per accountant and batching (needs matplotlib).")
-def compare(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, delta,
-            batching, relation, plan_path, as_json, plot_path):
+def compare(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, steps_rule,
+            delta, batching, relation, plan_path, as_json, plot_path):
     """Every accountant x both batchings side by side on the same run."""
     from dpaudit.accounting.report import compare_run
 
+    if plot_path is not None:  # refuse before the work, not after it
+        from dpaudit.io import check_writable
+        from dpaudit.plotting import require_matplotlib
+
+        require_matplotlib("--plot")
+        check_writable(plot_path, "plot")
     run, delta = _build_run(dataset_size, batch_size, sample_rate, noise_multiplier, epochs,
-                            steps, batching, relation, plan_path, delta)
+                            steps, steps_rule, batching, relation, plan_path, delta)
     table = compare_run(run, delta, curves=plot_path is not None)
     if plot_path is not None:
         from dpaudit.accounting.plot import plot_compare

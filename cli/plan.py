@@ -1,18 +1,22 @@
 """``dpaudit plan``: per-epoch noise schedules that spend exactly a target (epsilon, delta).
 
 Thin click layer over :mod:`dpaudit.allocation`; never imports torch (nor scipy.optimize).
+Outputs (``--out``, ``--plot``) are checked before solving and written all-or-nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Any
+
 import click
 
 from cli.common import echo_json
-
-SCHEDULE_CHOICES = ["constant", "time", "exp", "step", "poly", "validation"]
-ACCOUNTANT_CHOICES = ["rdp", "ma", "cdp", "pld"]
-DEFAULT_DATASET_SIZE = 60000
-DEFAULT_BATCH_SIZE = 256
+from dpaudit.accounting import BATCHINGS, DEFAULT_DELTA, SOUND_ACCOUNTANTS, STEPS_RULES, TIGHTEST
+from dpaudit.accounting.events import DEFAULT_BATCH_SIZE, DEFAULT_DATASET_SIZE, DEFAULT_EPOCHS
+from dpaudit.allocation.schedules import SCHEDULES
 
 
 def _f(x: float | None, digits: int = 5) -> str:
@@ -21,7 +25,7 @@ def _f(x: float | None, digits: int = 5) -> str:
     return f"{x:.{digits}g}"
 
 
-def _header(plan, sample_rate_given: bool) -> list[str]:
+def _header(plan: Any, sample_rate_given: bool) -> list[str]:
     run = plan.run
     if run.dataset_size and run.batch_size and not sample_rate_given:
         size = f"dataset size {run.dataset_size}, batch size {run.batch_size} (q = {run.sample_rate:.6g})"
@@ -45,45 +49,107 @@ def _header(plan, sample_rate_given: bool) -> list[str]:
     return lines
 
 
-def _plot(plans, path: str) -> None:
-    from dpaudit.plotting import pyplot, save_figure
+@contextlib.contextmanager
+def _progress() -> Iterator[Any]:
+    """A progress callback drawing tqdm bars on stderr, shown only when stderr is a
+    terminal and a stage lasts more than a second; ``None`` otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bars: dict[str, Any] = {}
 
-    plt = pyplot()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    def update(stage: str, done: int, total: int | None) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = bars[stage] = tqdm(total=total, desc=stage, delay=1.0, file=sys.stderr,
+                                     leave=False, unit="eval" if total is None else "point")
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+def _check_outputs(out: str | None, plot: str | None) -> None:
+    """Refuse unwritable outputs and a missing matplotlib before any solving."""
+    from dpaudit.io import check_writable
+    from dpaudit.plotting import require_matplotlib
+
+    if plot is not None:
+        require_matplotlib("--plot")
+        check_writable(plot, "plot")
+    if out is not None:
+        check_writable(out, "plan file")
+
+
+def _write_outputs(plans: list[Any], out: str | None, plot: str | None) -> None:
+    """Write the plan file and/or the plot, all or nothing."""
+    from dpaudit.allocation.plot import plot_plans
+    from dpaudit.io import atomic_outputs
+
+    targets = [p for p in (out, plot) if p is not None]
+    if not targets:
+        return
+    with atomic_outputs(targets) as tmps:
+        paths = dict(zip(targets, tmps))
+        if out is not None:
+            paths[out].write_text(plans[0].to_json() + "\n", encoding="utf-8")
+        if plot is not None:
+            plot_plans(plans, paths[plot])
+
+
+def _print_comparison(plans: list[Any], accountant: str, sample_rate_given: bool) -> None:
+    for line in _header(plans[0], sample_rate_given)[:2]:
+        click.echo(line)
+    click.echo(f"accountant: {accountant}")
+    click.echo("")
+    click.echo(f"{'schedule':<11} {'sigma first':>11} {'sigma last':>10} {'sigma mean':>10} "
+               f"{'eps spent':>10}  shape")
     for p in plans:
-        epochs = list(range(1, p.epochs + 1))
-        ax1.plot(epochs, p.noise_multipliers, marker=".", label=p.schedule.name)
-        if p.cumulative_epsilon:
-            ax2.plot(epochs, p.cumulative_epsilon, marker=".", label=p.schedule.name)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("noise multiplier sigma")
-    ax1.set_title("noise per epoch")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel(f"epsilon spent (delta = {plans[0].delta:g})")
-    ax2.axhline(plans[0].target_epsilon, color="grey", linestyle="--", linewidth=0.8)
-    ax2.set_title(f"cumulative epsilon ({plans[0].accountant})")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    save_figure(fig, path)
+        sig = p.noise_multipliers
+        click.echo(f"{p.schedule.name:<11} {sig[0]:>11.4f} {sig[-1]:>10.4f} "
+                   f"{sum(sig) / len(sig):>10.4f} {p.epsilon:>10.5f}  {p.schedule.describe()}")
+    for p in plans:
+        if p.best_case_epsilon is not None:
+            click.echo(f"\nvalidation: epsilon is the worst case; best case (no decay) "
+                       f"spends {p.best_case_epsilon:.5f}")
+
+
+def _print_plan(p: Any, sample_rate_given: bool) -> None:
+    for line in _header(p, sample_rate_given):
+        click.echo(line)
+    click.echo("")
+    click.echo(f"{'epoch':>5} {'sigma':>10} {'eps spent':>10}")
+    cum = p.cumulative_epsilon or (None,) * p.epochs
+    for e, (s, c) in enumerate(zip(p.noise_multipliers, cum), start=1):
+        click.echo(f"{e:>5} {s:>10.5f} {_f(c, 6):>10}")
+    for n in p.notes:
+        click.echo(f"note: {n}")
 
 
 @click.command("plan")
 @click.option("--epsilon", "target", type=float, required=True,
               help="Target epsilon to spend (the plan spends it within 1e-3, never above).")
-@click.option("--delta", "-d", type=float, default=1e-5, show_default=True, help="Target delta.")
+@click.option("--delta", "-d", type=float, default=DEFAULT_DELTA, show_default=True, help="Target delta.")
 @click.option("--dataset-size", "-n", type=int, default=None,
               help=f"Number of training examples N (default {DEFAULT_DATASET_SIZE} unless --sample-rate).")
 @click.option("--batch-size", "-b", type=int, default=None,
               help=f"(Expected) batch size B (default {DEFAULT_BATCH_SIZE} unless --sample-rate).")
 @click.option("--sample-rate", "-q", type=float, default=None,
               help="Sampling rate q = B/N; replaces --batch-size.")
-@click.option("--epochs", type=float, default=30, show_default=True, help="Number of epochs.")
-@click.option("--batching", type=click.Choice(["poisson", "shuffle"]), default="poisson",
+@click.option("--epochs", type=float, default=DEFAULT_EPOCHS, show_default=True, help="Number of epochs.")
+@click.option("--steps-rule", type=click.Choice(STEPS_RULES), default=STEPS_RULES[0], show_default=True,
+              help="How --epochs become steps: whole_epochs = epochs x steps per epoch (what "
+                   "`dpaudit train` runs); expected = floor(epochs x N/B) (Opacus).")
+@click.option("--batching", type=click.Choice(BATCHINGS), default=BATCHINGS[0],
               show_default=True, help="How batches are drawn.")
-@click.option("--accountant", "-a", type=click.Choice(ACCOUNTANT_CHOICES), default="pld",
-              show_default=True, help="Accountant (pld = the tightest sound one).")
-@click.option("--schedule", type=click.Choice(SCHEDULE_CHOICES), default="constant",
+@click.option("--accountant", "-a", type=click.Choice(SOUND_ACCOUNTANTS), default=TIGHTEST,
+              show_default=True, help=f"Accountant ({TIGHTEST} = the tightest sound one).")
+@click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="constant",
               show_default=True, help="Noise schedule family.")
 @click.option("--k", "k", type=float, default=None,
               help="Decay rate: time (sigma_0/(1+k t), default 0.05), exp (sigma_0 e^(-k t), "
@@ -106,75 +172,43 @@ def _plot(plans, path: str) -> None:
               help="Save the plan as JSON (for `dpaudit train --plan` / `dpaudit account --plan`).")
 @click.option("--plot", "plot", type=click.Path(dir_okay=False), default=None,
               help="Save a PNG of sigma and cumulative epsilon per epoch (needs matplotlib).")
-def plan(target, delta, dataset_size, batch_size, sample_rate, epochs, batching, accountant,
-         schedule, k, period, end_ratio, power, factor, patience, min_ratio, compare_schedules,
-         as_json, out, plot):
+def plan(target, delta, dataset_size, batch_size, sample_rate, epochs, steps_rule, batching,
+         accountant, schedule, k, period, end_ratio, power, factor, patience, min_ratio,
+         compare_schedules, as_json, out, plot):
     """Plan a noise schedule that spends exactly a target (epsilon, delta).
 
     Solves the schedule's scale sigma_0 so that the planned run spends epsilon within 1e-3
     of the target and never above it, under the chosen accountant and batching.
     """
+    from dpaudit.accounting.events import fill_shape_defaults
     from dpaudit.allocation import compare_schedules as compare
     from dpaudit.allocation import make_schedule, solve_plan
-    from dpaudit.errors import InvalidParameterError
 
-    if sample_rate is not None and batch_size is not None:
-        raise InvalidParameterError("give --batch-size or --sample-rate, not both")
-    if sample_rate is None:
-        dataset_size = DEFAULT_DATASET_SIZE if dataset_size is None else dataset_size
-        batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    common = dict(dataset_size=dataset_size, batch_size=batch_size, sample_rate=sample_rate,
-                  epochs=epochs, batching=batching, accountant=accountant)
     params = dict(k=k, period=period, end_ratio=end_ratio, power=power, factor=factor,
                   patience=patience, min_ratio=min_ratio)
-
-    if compare_schedules:
-        if out is not None:
-            raise InvalidParameterError("--out saves one plan; drop --compare-schedules")
-        if any(v is not None for v in params.values()):
-            raise InvalidParameterError("--compare-schedules uses default schedule parameters")
-        plans = compare(target, delta, **common)
-        if as_json:
-            echo_json({"schedules": [p.to_dict() for p in plans]})
+    if compare_schedules and out is not None:
+        raise click.UsageError("--out saves one plan; drop --compare-schedules")
+    if compare_schedules and any(v is not None for v in params.values()):
+        raise click.UsageError("--compare-schedules uses default schedule parameters")
+    _check_outputs(out, plot)
+    n, b, q = fill_shape_defaults(dataset_size, batch_size, sample_rate)
+    common = dict(dataset_size=n, batch_size=b, sample_rate=q, epochs=epochs, batching=batching,
+                  accountant=accountant, steps_rule=steps_rule)
+    sched = None if compare_schedules else make_schedule(schedule, **params)
+    with _progress() as progress:
+        if sched is None:
+            plans = compare(target, delta, progress=progress, **common)
         else:
-            for line in _header(plans[0], sample_rate is not None)[:2]:
-                click.echo(line)
-            click.echo(f"accountant: {accountant}")
-            click.echo("")
-            click.echo(f"{'schedule':<11} {'sigma first':>11} {'sigma last':>10} {'sigma mean':>10} "
-                       f"{'eps spent':>10}  shape")
-            for p in plans:
-                sig = p.noise_multipliers
-                spent = f"{p.epsilon:.5f}"
-                click.echo(f"{p.schedule.name:<11} {sig[0]:>11.4f} {sig[-1]:>10.4f} "
-                           f"{sum(sig) / len(sig):>10.4f} {spent:>10}  {p.schedule.describe()}")
-            for p in plans:
-                if p.best_case_epsilon is not None:
-                    click.echo(f"\nvalidation: epsilon is the worst case; best case (no decay) "
-                               f"spends {p.best_case_epsilon:.5f}")
-        if plot:
-            _plot(plans, plot)
-        return
-
-    sched = make_schedule(schedule, **params)
-    p = solve_plan(target, delta, schedule=sched, **common)
-    if out:
-        p.save(out)
-    if plot:
-        _plot([p], plot)
+            plans = [solve_plan(target, delta, schedule=sched, progress=progress, **common)]
+    _write_outputs(plans, out, plot)
     if as_json:
-        echo_json(p.to_dict())
-        return
-    for line in _header(p, sample_rate is not None):
-        click.echo(line)
-    click.echo("")
-    click.echo(f"{'epoch':>5} {'sigma':>10} {'eps spent':>10}")
-    cum = p.cumulative_epsilon or (None,) * p.epochs
-    for e, (s, c) in enumerate(zip(p.noise_multipliers, cum), start=1):
-        click.echo(f"{e:>5} {s:>10.5f} {_f(c, 6):>10}")
-    for n in p.notes:
-        click.echo(f"note: {n}")
-    if out:
-        click.echo(f"plan saved to {out}")
-    if plot:
-        click.echo(f"plot saved to {plot}")
+        echo_json({"schedules": [p.to_dict() for p in plans]} if compare_schedules else plans[0].to_dict())
+    elif compare_schedules:
+        _print_comparison(plans, accountant, sample_rate is not None)
+    else:
+        _print_plan(plans[0], sample_rate is not None)
+    if not as_json:
+        if out:
+            click.echo(f"plan saved to {out}")
+        if plot:
+            click.echo(f"plot saved to {plot}")

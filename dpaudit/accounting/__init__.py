@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import importlib
 
-from dpaudit.accounting.base import Accountant, EpsilonReport
+from dpaudit.accounting.base import Accountant, EpsilonReport, ProgressFn, RegisteredAccountant
 from dpaudit.accounting.events import (
     BATCHINGS,
+    DEFAULT_DELTA,
     RELATIONS,
+    STEPS_RULES,
     DpSgdRun,
     GaussianSegment,
     check_delta,
@@ -43,7 +45,7 @@ SOUND_ACCOUNTANTS: tuple[str, ...] = ("rdp", "ma", "cdp", "pld")
 TIGHTEST = "pld"
 
 
-def get_accountant(name: str) -> Accountant:
+def get_accountant(name: str) -> RegisteredAccountant:
     """Return the accountant registered under ``name``."""
     try:
         target = ACCOUNTANTS[name]
@@ -53,6 +55,19 @@ def get_accountant(name: str) -> Accountant:
         ) from None
     module, attr = target.split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def clear_caches() -> None:
+    """Empty the per-(q, sigma) curve caches of the accountant modules already imported
+    (RDP, moments, CDP): for cold-start measurements, or to free memory."""
+    import sys
+
+    for mod in ("rdp", "ma", "cdp"):
+        module = sys.modules.get(f"dpaudit.accounting.{mod}")
+        for obj in vars(module).values() if module is not None else ():
+            clear = getattr(obj, "cache_clear", None)
+            if callable(clear):
+                clear()
 
 
 def epsilon(run: DpSgdRun, delta: float, accountant: str = TIGHTEST) -> EpsilonReport:
@@ -65,18 +80,32 @@ def delta(run: DpSgdRun, epsilon: float, accountant: str = TIGHTEST) -> float:
     return get_accountant(accountant).delta(run, check_epsilon(epsilon))
 
 
+def epsilon_curve(run: DpSgdRun, delta: float, accountant: str = TIGHTEST,
+                  progress: ProgressFn | None = None) -> tuple[float, ...]:
+    """Cumulative epsilon after each epoch (:func:`dpaudit.accounting.curve.epsilon_curve`)."""
+    from dpaudit.accounting.curve import epsilon_curve as curve
+
+    return curve(get_accountant(accountant), run, check_delta(delta), progress=progress)
+
+
 __all__ = [
     "ACCOUNTANTS",
     "BATCHINGS",
+    "DEFAULT_DELTA",
     "RELATIONS",
     "SOUND_ACCOUNTANTS",
+    "STEPS_RULES",
     "TIGHTEST",
     "Accountant",
     "DpSgdRun",
     "EpsilonReport",
     "GaussianSegment",
+    "ProgressFn",
+    "RegisteredAccountant",
+    "clear_caches",
     "delta",
     "epsilon",
+    "epsilon_curve",
     "get_accountant",
     "steps_per_epoch",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -50,12 +52,21 @@ class EpsilonReport:
         return cls(accountant=accountant, batching=run.batching, relation=run.relation,
                    epsilon=epsilon, delta=delta, steps=run.total_steps, **fields)
 
+    def with_extra(self, extra: dict[str, Any], notes: tuple[str, ...] = ()) -> EpsilonReport:
+        """The same report with further ``extra`` figures and ``notes`` appended."""
+        return dataclasses.replace(self, extra={**self.extra, **extra}, notes=self.notes + notes)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["notes"] = list(self.notes)
         extra = d.pop("extra")
         d.update(extra)
         return d
+
+
+#: Progress callback of long computations: ``progress(stage, done, total)``, ``total`` is
+#: ``None`` when unknown (e.g. a search). Stages are short phrases ("noise search", ...).
+ProgressFn = Callable[[str, int, "int | None"], None]
 
 
 class Accountant(Protocol):
@@ -70,3 +81,21 @@ class Accountant(Protocol):
     def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport: ...
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float: ...
+
+
+class RegisteredAccountant(Accountant, Protocol):
+    """What every accountant in :data:`dpaudit.accounting.ACCOUNTANTS` also offers:
+    ``extras=False`` skips the run-level figures of shuffled runs (callers that account one
+    run several times attach them once, :mod:`dpaudit.accounting.extras`), and
+    ``epsilon_curve`` gives the cumulative epsilon after the given epochs (1-based; default
+    every epoch), telling ``progress(done, total)`` about each point when it is costly."""
+
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport: ...
+
+    def epsilon_curve(
+        self,
+        run: DpSgdRun,
+        delta: float,
+        epochs: Sequence[int] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[float]: ...

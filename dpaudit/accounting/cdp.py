@@ -43,14 +43,16 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from dpaudit.accounting.base import EpsilonReport
-from dpaudit.accounting.conversions import ZCDP_ALPHAS, shuffle_extra, zcdp_to_epsilon_bun_steinke
+from dpaudit.accounting.conversions import ZCDP_ALPHAS, zcdp_to_epsilon_bun_steinke
 from dpaudit.accounting.events import DpSgdRun, GaussianSegment, check_delta, check_epsilon
-from dpaudit.accounting.rdp import _rdp_cached, epoch_segments
+from dpaudit.accounting.extras import add_run_extras
+from dpaudit.accounting.rdp import _rdp_cached
 
 #: Truncation orders omega for the Poisson tCDP bound: geometric (ratio <= 1.02) from
 #: 1.01 to 50, and every integer from 2 to 256 (consecutive ratio <= 1.02).
@@ -194,11 +196,13 @@ class CdpAccountant:
         """rho usable at each order of :data:`ALPHAS` for ``run`` under its own batching."""
         return _compose(run.segments())
 
-    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport:
+        """Upper bound on epsilon at ``delta``; ``extras`` adds the run-level figures of
+        shuffled runs (:mod:`~dpaudit.accounting.extras`)."""
         delta = check_delta(delta)
         rho = self.rho(run)
-        eps, idx, classic, rho_used = _convert(rho, delta)
-        eps, idx = float(eps), int(idx)
+        eps_arr, idx_arr, classic, rho_used = _convert(rho, delta)
+        eps, idx = float(eps_arr), int(idx_arr)
         order = float(ALPHAS[idx])
         pure = all(seg.sample_rate == 1.0 for seg in run.segments())
         if pure:
@@ -215,15 +219,14 @@ class CdpAccountant:
             )
         if not math.isfinite(eps):
             notes += ("no finite CDP bound (noise too small / overflow): epsilon = inf",)
-        extra, snotes = shuffle_extra(self, run, delta)
-        extra = {**extra, "rho": float(rho_used), "epsilon_bun_steinke": float(bs)}
-        return EpsilonReport.for_run(
+        rep = EpsilonReport.for_run(
             run, self.name, eps, delta,
             parameter=order if math.isfinite(eps) else None,
             method=method,
-            notes=notes + snotes,
-            extra=extra,
+            notes=notes,
+            extra={"rho": float(rho_used), "epsilon_bun_steinke": float(bs)},
         )
+        return add_run_extras(self, run, delta, rep) if extras else rep
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float:
         """Smallest delta certified at ``epsilon`` (CKS 2020 Cor. 13 over the same orders)."""
@@ -235,10 +238,12 @@ class CdpAccountant:
         logd = np.where(np.isnan(logd), np.inf, logd)
         return float(min(math.exp(min(float(np.min(logd)), 0.0)), 1.0))
 
-    def epsilon_curve(self, run: DpSgdRun, delta: float) -> list[float]:
-        """Cumulative epsilon after each epoch (rho adds up over epochs)."""
+    def epsilon_curve(self, run: DpSgdRun, delta: float, epochs: Sequence[int] | None = None,
+                      progress: Any = None) -> list[float]:
+        """Cumulative epsilon after each epoch in ``epochs`` (default every epoch; rho adds
+        up over epochs). ``progress`` is accepted and unused (fast)."""
         delta = check_delta(delta)
-        per = np.stack([_compose(segs) for segs in epoch_segments(run)])
+        per = np.stack([_compose(segs) for segs in run.checkpoint_segments(epochs)])
         eps = _convert(np.cumsum(per, axis=0), delta)[0]
         return [float(e) for e in np.atleast_1d(eps)]
 
@@ -271,13 +276,15 @@ class Yu2019Accountant:
     name = "yu2019"
     method = "zCDP, Yu et al. 2019 random-sampling rule (heuristic) + Bun-Steinke 2016 Prop. 1.3"
 
-    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport:
+        """Yu et al.'s figure (``sound`` says whether it is a proven bound here);
+        ``extras`` adds the run-level figures of shuffled runs."""
         from dpaudit.accounting.rdp import ACCOUNTANT as RDP
 
         delta = check_delta(delta)
         rho = _yu_rho(run.segments())
         eps = zcdp_to_epsilon_bun_steinke(rho, delta)
-        sound_eps = RDP.epsilon(run, delta).epsilon
+        sound_eps = RDP.epsilon(run, delta, extras=False).epsilon
         # Without subsampled segments (shuffled runs) Yu et al.'s analysis is exact zCDP,
         # sound by B&S Prop. 1.3; otherwise it is proven only when above a sound bound.
         sampled = any(seg.sample_rate < 1.0 for seg in run.segments())
@@ -289,24 +296,25 @@ class Yu2019Accountant:
                 notes += (
                     f"under-reports: below the sound RDP bound {sound_eps:.6g}; do not quote this figure",
                 )
-        extra, snotes = shuffle_extra(self, run, delta)
-        extra = {**extra, "rho": rho, "epsilon_sound_rdp": float(sound_eps)}
-        return EpsilonReport.for_run(
+        rep = EpsilonReport.for_run(
             run, self.name, eps, delta,
             parameter=1.0 + math.sqrt(math.log(1.0 / delta) / rho) if rho > 0 else None,
             sound=sound,
             method=self.method,
-            notes=notes + snotes,
-            extra=extra,
+            notes=notes,
+            extra={"rho": rho, "epsilon_sound_rdp": float(sound_eps)},
         )
+        return add_run_extras(self, run, delta, rep) if extras else rep
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float:
         return _bs_inverse(_yu_rho(run.segments()), check_epsilon(epsilon))
 
-    def epsilon_curve(self, run: DpSgdRun, delta: float) -> list[float]:
+    def epsilon_curve(self, run: DpSgdRun, delta: float, epochs: Sequence[int] | None = None,
+                      progress: Any = None) -> list[float]:
+        """Cumulative figure after each epoch in ``epochs`` (default every epoch)."""
         delta = check_delta(delta)
         out, rho = [], 0.0
-        for segs in epoch_segments(run):
+        for segs in run.checkpoint_segments(epochs):
             rho += _yu_rho(segs)
             out.append(zcdp_to_epsilon_bun_steinke(rho, delta))
         return out

@@ -14,44 +14,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from dpaudit.accounting.gaussian import log_erfc  # noqa: F401 - re-exported (moved)
 from dpaudit.errors import InvalidParameterError
-
-_LOG_SQRT_PI = 0.5 * math.log(math.pi)
 
 #: Smallest order used by the improved conversion: the Balle et al. (2020) term is
 #: numerically unstable as alpha -> 1 (same cut-off as dp_accounting's RdpAccountant).
 IMPROVED_MIN_ORDER = 1.01
 
 
-# ----------------------------------------------------------------------------- log erfc
-def log_erfc(x: float) -> float:
-    """Natural log of the complementary error function, accurate for large ``x``.
-
-    ``math.erfc`` keeps full relative precision until it underflows near x ~ 26.5; beyond
-    x > 25 we use the asymptotic (Laurent) expansion at infinity (Abramowitz & Stegun 7.1.23):
-
-        erfc(x) = exp(-x^2) / (x sqrt(pi)) * (1 - 1/(2x^2) + 3/(4x^4) - 15/(8x^6) + 105/(16x^8) - ...)
-
-    whose truncation error after the x^-8 term is below 945/(32 x^10) < 4e-13 at x = 25.
-    """
-    x = float(x)
-    if math.isnan(x):
-        return math.nan
-    if x <= 25.0:
-        return math.log(math.erfc(x))
-    if math.isinf(x):
-        return -math.inf
-    y = 1.0 / (x * x)
-    series = 1.0 + y * (-0.5 + y * (0.75 + y * (-1.875 + y * 6.5625)))
-    return -x * x - math.log(x) - _LOG_SQRT_PI + math.log(series)
-
-
 # ----------------------------------------------------------------------------- RDP -> DP
-def _as_curve(orders: Sequence[float] | np.ndarray, rdp: Sequence[float] | np.ndarray):
+def _as_curve(
+    orders: Sequence[float] | np.ndarray, rdp: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     a = np.asarray(orders, dtype=float)
     r = np.asarray(rdp, dtype=float)
     if a.ndim != 1 or r.shape[-1] != a.shape[0]:
@@ -97,7 +74,7 @@ def rdp_to_epsilon(
     best = np.maximum(best, 0.0)
     if best.ndim == 0:
         return float(best), float(a[int(idx)])
-    return best, a[idx]  # type: ignore[return-value]
+    return best, a[idx]
 
 
 def rdp_to_delta(
@@ -223,33 +200,3 @@ def zcdp_to_delta(rho: float, epsilon: float, max_order: float = math.inf) -> fl
         logd = (a - 1.0) * (rho * a - epsilon + np.log1p(-1.0 / a)) - np.log(a)
     logd = np.where(np.isnan(logd), np.inf, logd)
     return float(min(math.exp(min(float(np.min(logd)), 0.0)), 1.0))
-
-
-# ----------------------------------------------------------------------------- reports
-def shuffle_extra(accountant: Any, run: Any, delta: float) -> tuple[dict[str, float], tuple[str, ...]]:
-    """Extra figures for a shuffled run: ``epsilon_if_poisson`` (the same accountant on
-    ``run.with_batching("poisson")`` -- the figure often wrongly quoted for shuffled
-    training) and ``epsilon_lower`` (Chua et al. lower bound from
-    :mod:`dpaudit.accounting.shuffle`, when that module is available).
-
-    Returns (extra dict, notes). Empty for Poisson runs.
-    """
-    if run.batching != "shuffle":
-        return {}, ()
-    extra: dict[str, float] = {
-        "epsilon_if_poisson": float(accountant.epsilon(run.with_batching("poisson"), delta).epsilon)
-    }
-    notes: list[str] = [
-        "shuffled batching: epsilon uses the sound per-epoch Gaussian view (no amplification "
-        "claimed); epsilon_if_poisson is NOT a valid bound for this run"
-    ]
-    import importlib
-
-    try:
-        shuffle = importlib.import_module("dpaudit.accounting.shuffle")
-    except ModuleNotFoundError as exc:
-        if exc.name != "dpaudit.accounting.shuffle":
-            raise
-        return extra, tuple(notes)
-    extra["epsilon_lower"] = float(shuffle.epsilon_lower(run, delta))
-    return extra, tuple(notes)

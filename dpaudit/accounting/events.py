@@ -22,6 +22,7 @@ This module imports nothing heavier than the standard library, so the CLI starts
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,16 @@ Relation = Literal["add_remove", "replace_zero", "replace_one"]
 BATCHINGS: tuple[str, ...] = ("poisson", "shuffle")
 RELATIONS: tuple[str, ...] = ("add_remove", "replace_zero", "replace_one")
 DEFAULT_RELATION: dict[str, str] = {"poisson": "add_remove", "shuffle": "replace_zero"}
+#: How a number of epochs becomes a number of steps (:meth:`DpSgdRun.create`):
+#: ``whole_epochs`` = round(epochs x steps_per_epoch), ``expected`` = floor(epochs x N/B).
+STEPS_RULES: tuple[str, ...] = ("whole_epochs", "expected")
+
+#: Run shape filled in where a user gives none (an MNIST-sized run; ``dpaudit account``,
+#: ``compare`` and ``plan``): N, B, epochs and delta.
+DEFAULT_DATASET_SIZE = 60000
+DEFAULT_BATCH_SIZE = 256
+DEFAULT_EPOCHS = 30
+DEFAULT_DELTA = 1e-5
 
 
 def _finite(name: str, value: float) -> float:
@@ -88,6 +99,89 @@ def steps_per_epoch(
     if not 0.0 < q <= 1.0:
         raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
     return math.ceil(1.0 / q - 1e-9) if batching != "poisson" else max(1, round(1.0 / q))
+
+
+def fill_shape_defaults(
+    dataset_size: int | None, batch_size: int | None, sample_rate: float | None
+) -> tuple[int | None, int | None, float | None]:
+    """(N, B, q) with the documented defaults (:data:`DEFAULT_DATASET_SIZE`,
+    :data:`DEFAULT_BATCH_SIZE`) filled in when no sample rate is given. A sample rate
+    replaces the batch size (a dataset size may come with it, for display)."""
+    if sample_rate is not None:
+        if batch_size is not None:
+            raise InvalidParameterError("give a batch size or a sample rate, not both")
+        return dataset_size, None, sample_rate
+    n = DEFAULT_DATASET_SIZE if dataset_size is None else dataset_size
+    b = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    return n, b, None
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"{name} must be an integer, got {value!r}") from None
+    if v != value:
+        raise InvalidParameterError(f"{name} must be an integer, got {value!r}")
+    if v < 1:
+        raise InvalidParameterError(f"{name} must be >= 1, got {value!r}")
+    return v
+
+
+def _run_shape(
+    batching: str, dataset_size: int | None, batch_size: int | None, sample_rate: float | None
+) -> tuple[float, int | None, int | None, int]:
+    """(q, N, B, steps per epoch) from sizes or a sample rate (validated)."""
+    if sample_rate is None:
+        if dataset_size is None or batch_size is None:
+            raise InvalidParameterError("give a dataset size and a batch size, or a sample rate")
+        n = _positive_int("dataset size", dataset_size)
+        b = _positive_int("batch size", batch_size)
+        if b > n:
+            raise InvalidParameterError(f"batch size ({b}) exceeds dataset size ({n})")
+        return b / n, n, b, steps_per_epoch(batching, dataset_size=n, batch_size=b)
+    q = _finite("sample rate", sample_rate)
+    if not 0.0 < q <= 1.0:
+        raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
+    n_opt = _positive_int("dataset size", dataset_size) if dataset_size is not None else None
+    b_opt = _positive_int("batch size", batch_size) if batch_size is not None else None
+    return q, n_opt, b_opt, steps_per_epoch(batching, sample_rate=q)
+
+
+def _total_steps(
+    epochs: float | None, steps: int | None, spe: int, steps_per_unit_epoch: float, rule: str
+) -> int:
+    """Total steps from ``steps`` or ``epochs`` under ``rule`` (:data:`STEPS_RULES`);
+    ``steps_per_unit_epoch`` is N/B (or 1/q), the expected steps of one pass."""
+    if (epochs is None) == (steps is None):
+        raise InvalidParameterError("give exactly one of epochs or steps")
+    if rule not in STEPS_RULES:
+        raise InvalidParameterError(f"steps rule must be one of {', '.join(STEPS_RULES)}, got {rule!r}")
+    if steps is not None:
+        if int(steps) != steps or steps < 1:
+            raise InvalidParameterError(f"steps must be a positive integer, got {steps!r}")
+        return int(steps)
+    assert epochs is not None  # exactly one of the two was given
+    e = _finite("epochs", epochs)
+    if e <= 0:
+        raise InvalidParameterError(f"epochs must be > 0, got {epochs!r}")
+    if rule == "expected":
+        return max(1, math.floor(e * steps_per_unit_epoch + 1e-9))
+    return max(1, round(e * spe))
+
+
+def _per_epoch_noise(noise_multiplier: float | Sequence[float], n_epochs: int) -> tuple[float, ...]:
+    """One validated sigma per epoch from a constant or a per-epoch sequence."""
+    if isinstance(noise_multiplier, (int, float)):
+        sig: tuple[float, ...] = (float(noise_multiplier),) * n_epochs
+    else:
+        sig = tuple(float(s) for s in noise_multiplier)
+        if len(sig) == 1:
+            sig = sig * n_epochs
+    for s in sig:
+        if not (s > 0) or math.isnan(s):
+            raise InvalidParameterError(f"noise multiplier must be > 0, got {s!r}")
+    return sig
 
 
 @dataclass(frozen=True)
@@ -209,61 +303,30 @@ class DpSgdRun:
         steps: int | None = None,
         batching: str = "poisson",
         relation: str | None = None,
+        steps_rule: str = "whole_epochs",
     ) -> DpSgdRun:
         """Build a run from user-facing quantities.
 
         Give either (``dataset_size``, ``batch_size``) or ``sample_rate``; either ``epochs``
         or ``steps``. ``noise_multiplier`` is a constant or one value per epoch.
+        ``steps_rule`` says how ``epochs`` become steps (see :data:`STEPS_RULES`):
+        ``"whole_epochs"`` (default) runs round(epochs x steps_per_epoch) steps, what the
+        dpaudit trainer runs; ``"expected"`` runs floor(epochs x N/B) = floor(epochs/q)
+        steps, the convention of Opacus' ``get_noise_multiplier`` (14062 steps for 60
+        epochs of q = 256/60000, where whole epochs give 60 x 234 = 14040).
         """
-        if sample_rate is None:
-            if dataset_size is None or batch_size is None:
-                raise InvalidParameterError("give --dataset-size and --batch-size, or --sample-rate")
-            n, b = int(dataset_size), int(batch_size)
-            if n != dataset_size or b != batch_size:
-                raise InvalidParameterError("dataset size and batch size must be integers")
-            if n < 1:
-                raise InvalidParameterError(f"dataset size must be >= 1, got {dataset_size}")
-            if b < 1:
-                raise InvalidParameterError(f"batch size must be >= 1, got {batch_size}")
-            if b > n:
-                raise InvalidParameterError(f"batch size ({b}) exceeds dataset size ({n})")
-            q = b / n
-            spe = steps_per_epoch(batching, dataset_size=n, batch_size=b)
-        else:
-            q = _finite("sample rate", sample_rate)
-            if not 0.0 < q <= 1.0:
-                raise InvalidParameterError(f"sample rate must be in (0, 1], got {sample_rate!r}")
-            n = int(dataset_size) if dataset_size is not None else None
-            b = int(batch_size) if batch_size is not None else None
-            spe = steps_per_epoch(batching, sample_rate=q)
-        if (epochs is None) == (steps is None):
-            raise InvalidParameterError("give exactly one of epochs or steps")
-        if steps is not None:
-            if int(steps) != steps or steps < 1:
-                raise InvalidParameterError(f"steps must be a positive integer, got {steps!r}")
-            total = int(steps)
-        else:
-            e = _finite("epochs", epochs)  # type: ignore[arg-type]
-            if e <= 0:
-                raise InvalidParameterError(f"epochs must be > 0, got {epochs!r}")
-            total = max(1, round(e * spe))
-        n_epochs = math.ceil(total / spe)
-        if isinstance(noise_multiplier, (int, float)):
-            sig: tuple[float, ...] = (float(noise_multiplier),) * n_epochs
-        else:
-            sig = tuple(float(s) for s in noise_multiplier)
-            if len(sig) == 1:
-                sig = sig * n_epochs
-        for s in sig:
-            if not (s > 0) or math.isnan(s):
-                raise InvalidParameterError(f"noise multiplier must be > 0, got {s!r}")
+        if batching not in BATCHINGS:
+            raise InvalidParameterError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+        q, n, b, spe = _run_shape(batching, dataset_size, batch_size, sample_rate)
+        total = _total_steps(epochs, steps, spe, (n / b) if n and b and sample_rate is None else 1.0 / q,
+                             steps_rule)
         return cls(
             sample_rate=q,
-            noise_multipliers=sig,
+            noise_multipliers=_per_epoch_noise(noise_multiplier, math.ceil(total / spe)),
             steps_per_epoch=spe,
             total_steps=total,
             batching=batching,
-            relation=relation or DEFAULT_RELATION.get(batching, ""),
+            relation=relation or DEFAULT_RELATION[batching],
             dataset_size=n,
             batch_size=b,
         )
@@ -288,15 +351,10 @@ class DpSgdRun:
         """The run's first ``epochs`` epochs (for per-epoch cumulative epsilon curves)."""
         if not 1 <= epochs <= self.epochs:
             raise InvalidParameterError(f"epochs must be in 1..{self.epochs}")
-        return DpSgdRun(
-            sample_rate=self.sample_rate,
+        return dataclasses.replace(
+            self,
             noise_multipliers=self.noise_multipliers[:epochs],
-            steps_per_epoch=self.steps_per_epoch,
             total_steps=min(self.total_steps, epochs * self.steps_per_epoch),
-            batching=self.batching,
-            relation=self.relation,
-            dataset_size=self.dataset_size,
-            batch_size=self.batch_size,
             extra_segments=self.extra_segments if epochs == self.epochs else (),
         )
 
@@ -309,31 +367,48 @@ class DpSgdRun:
         total = max(1, round(self.total_steps * spe / self.steps_per_epoch))
         n_ep = math.ceil(total / spe)
         sig = (self.noise_multipliers + (self.noise_multipliers[-1],) * n_ep)[:n_ep]
-        return DpSgdRun(
-            sample_rate=self.sample_rate,
-            noise_multipliers=sig,
-            steps_per_epoch=spe,
-            total_steps=total,
-            batching=batching,
-            relation=DEFAULT_RELATION[batching],
-            dataset_size=self.dataset_size,
-            batch_size=self.batch_size,
-            extra_segments=self.extra_segments,
+        return dataclasses.replace(
+            self, noise_multipliers=sig, steps_per_epoch=spe, total_steps=total,
+            batching=batching, relation=DEFAULT_RELATION[batching],
         )
 
     def with_noise(self, noise_multipliers: Sequence[float]) -> DpSgdRun:
         """The same run with other per-epoch noise multipliers (used by the allocator)."""
-        return DpSgdRun(
-            sample_rate=self.sample_rate,
-            noise_multipliers=tuple(noise_multipliers),
-            steps_per_epoch=self.steps_per_epoch,
-            total_steps=self.total_steps,
-            batching=self.batching,
-            relation=self.relation,
-            dataset_size=self.dataset_size,
-            batch_size=self.batch_size,
-            extra_segments=self.extra_segments,
-        )
+        return dataclasses.replace(self, noise_multipliers=tuple(noise_multipliers))
+
+    def epoch_segments(self) -> tuple[tuple[GaussianSegment, ...], ...]:
+        """The run's sound segments epoch by epoch: what :meth:`segments` composes, split
+        at epoch boundaries (``segments()`` of ``truncate(e + 1)`` minus those of
+        ``truncate(e)``). Poisson: the epoch's steps at rate q; shuffle: one Gaussian
+        (sigma_e / sensitivity_factor, q = 1). ``extra_segments`` join the last epoch."""
+        return self.checkpoint_segments()
+
+    def checkpoint_segments(self, epochs: Sequence[int] | None = None) -> tuple[tuple[GaussianSegment, ...], ...]:
+        """The segments added between consecutive checkpoints: entry i holds the releases of
+        epochs ``epochs[i-1] + 1 .. epochs[i]`` (1-based, strictly increasing, the last one
+        the run's last epoch; default: every epoch, i.e. :meth:`epoch_segments`), merged per
+        noise level. The one place cumulative (per-epoch) curves take their epochs from."""
+        pts = list(range(1, self.epochs + 1)) if epochs is None else [int(e) for e in epochs]
+        if not pts or pts[-1] != self.epochs or pts[0] < 1 or any(b <= a for a, b in zip(pts, pts[1:])):
+            raise InvalidParameterError(
+                f"checkpoints must be increasing epochs in 1..{self.epochs} ending at {self.epochs}"
+            )
+        poisson = self.batching == "poisson"
+        f = self.sensitivity_factor
+        out: list[tuple[GaussianSegment, ...]] = []
+        start = 0
+        for end in pts:
+            counts: dict[float, int] = {}
+            for e in range(start, end):
+                s = self.noise_multipliers[e]
+                counts[s] = counts.get(s, 0) + (self.steps_in_epoch(e) if poisson else 1)
+            if poisson:
+                out.append(tuple(GaussianSegment(self.sample_rate, s, c) for s, c in counts.items()))
+            else:
+                out.append(tuple(GaussianSegment(1.0, s / f, c) for s, c in counts.items()))
+            start = end
+        out[-1] = out[-1] + self.extra_segments
+        return tuple(out)
 
     def poisson_segments(self) -> tuple[GaussianSegment, ...]:
         """The run as Poisson-subsampled Gaussian releases: one segment per epoch with the

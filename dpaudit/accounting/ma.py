@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from dpaudit.accounting.base import EpsilonReport
-from dpaudit.accounting.conversions import shuffle_extra
 from dpaudit.accounting.events import DpSgdRun, GaussianSegment, check_delta, check_epsilon
-from dpaudit.accounting.rdp import epoch_segments
+from dpaudit.accounting.extras import add_run_extras
 
 #: Moment orders lambda = 1..32, as in Abadi et al.'s implementation.
 LAMBDAS: tuple[int, ...] = tuple(range(1, 33))
@@ -111,7 +112,7 @@ def log_moments(q: float, sigma: float, lambdas: tuple[int, ...] = LAMBDAS) -> n
     return _log_moments_cached(float(q), float(sigma), tuple(int(v) for v in lambdas))
 
 
-def _compose(segments, lambdas: tuple[int, ...]) -> np.ndarray:
+def _compose(segments: Iterable[GaussianSegment], lambdas: tuple[int, ...]) -> np.ndarray:
     total = np.zeros(len(lambdas))
     for seg in segments:
         with np.errstate(invalid="ignore"):
@@ -142,23 +143,24 @@ class MomentsAccountant:
         """Composed log moments alpha_total(lambda) of ``run`` under its own batching."""
         return _compose(run.segments(), self.lambdas)
 
-    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport:
+        """Upper bound on epsilon at ``delta``; ``extras`` adds the run-level figures of
+        shuffled runs (:mod:`~dpaudit.accounting.extras`)."""
         delta = check_delta(delta)
         lam = np.asarray(self.lambdas, dtype=float)
         alpha = self.log_moments(run)
-        eps, best = _tail_epsilon(alpha, lam, delta)
-        eps = float(eps)
+        eps_arr, best = _tail_epsilon(alpha, lam, delta)
+        eps = float(eps_arr)
         notes: tuple[str, ...] = ()
         if not math.isfinite(eps):
             notes = ("no moment order lambda <= 32 gives a finite bound (noise too small): epsilon = inf",)
-        extra, snotes = shuffle_extra(self, run, delta)
-        return EpsilonReport.for_run(
+        rep = EpsilonReport.for_run(
             run, self.name, eps, delta,
             parameter=float(best) if math.isfinite(eps) else None,
             method=self.method,
-            notes=notes + snotes,
-            extra=extra,
+            notes=notes,
         )
+        return add_run_extras(self, run, delta, rep) if extras else rep
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float:
         epsilon = check_epsilon(epsilon)
@@ -168,11 +170,13 @@ class MomentsAccountant:
         logd = np.where(np.isnan(logd), np.inf, logd)
         return float(min(math.exp(min(float(np.min(logd)), 0.0)), 1.0))
 
-    def epsilon_curve(self, run: DpSgdRun, delta: float) -> list[float]:
-        """Cumulative epsilon after each epoch (log moments add up over epochs)."""
+    def epsilon_curve(self, run: DpSgdRun, delta: float, epochs: Sequence[int] | None = None,
+                      progress: Any = None) -> list[float]:
+        """Cumulative epsilon after each epoch in ``epochs`` (default every epoch; log
+        moments add up over epochs). ``progress`` is accepted and unused (fast)."""
         delta = check_delta(delta)
         lam = np.asarray(self.lambdas, dtype=float)
-        per = np.stack([_compose(segs, self.lambdas) for segs in epoch_segments(run)])
+        per = np.stack([_compose(segs, self.lambdas) for segs in run.checkpoint_segments(epochs)])
         with np.errstate(invalid="ignore"):
             cum = np.cumsum(per, axis=0)
         eps, _ = _tail_epsilon(cum, lam, delta)

@@ -1,54 +1,37 @@
 """Tight privacy-loss-distribution (PLD) accountant -- the reference upper bound.
 
-The privacy loss of a pair (P, Q) is L = log(dP/dQ)(X), X ~ P. Its distribution (the PLD)
-characterises the whole privacy curve, delta(eps) = E_P[(1 - e^{eps - L})_+] + P(L = inf)
-(Meiser & Mohammadi 2018, "Tight on budget?", CCS, Sec. 3; Sommer, Meiser, Mohammadi 2019,
-PoPETs, Thm 1), and composition of mechanisms is convolution of PLDs (Sommer et al. 2019,
-Thm 1; Koskela, Jälkö, Honkela 2020, AISTATS, Sec. 3). This module
+Pipeline (each step keeps the figure an upper bound; details in the modules):
 
-1. discretises the PLD of one release on the grid h*Z with the *connect-the-dots*
-   construction (Doroshenko, Ghazi, Kamath, Kumar, Manurangsi 2022, "Connect the dots",
-   PoPETs, Sec. 3-4): the outcomes whose loss lies in (l_{k-1}, l_k] are replaced by two
-   atoms at the grid points that keep their P- and Q-mass. The privacy profile of the result
-   is the chord of the true (convex in e^eps) profile between consecutive grid points, hence
-   pointwise >= the true profile: the discrete pair *dominates* the real one. Outcomes
-   beyond the truncation point go to the infinity atom (loss +inf) or are moved up to the
-   lowest grid point -- both only raise the profile;
-2. composes by FFT: the characteristic function of a sum of independent losses is the
-   product of theirs, so ``count`` releases cost one complex power (Koskela et al. 2020,
-   Sec. 4; Koskela, Jälkö, Prediger, Honkela 2021, AISTATS, "Tight differential privacy
-   for discrete-valued mechanisms and for the subsampled Gaussian mechanism using FFT").
-   Dominating pairs compose into a dominating pair (Zhu, Dong, Wang 2022, AISTATS, Thm 10);
-3. keeps the FFT sound: the circular result equals the true PMF folded modulo the window
-   length N, so inside the window it is >= the true PMF (folded mass only adds, which can
-   only raise delta); the mass that leaves the window at the top is bounded by a Chernoff
-   bound on the discrete losses, P(S > U) <= exp(K(lambda) - lambda U), and added to delta
-   in full. No step of the pipeline can under-report (up to floating point; the one
-   empirical margin is the rounding allowance below).
+1. one release's PLD on the grid h*Z by connect-the-dots (:mod:`~dpaudit.accounting.pld_pmf`,
+   Doroshenko, Ghazi, Kamath, Kumar, Manurangsi 2022, PoPETs, Sec. 3-4);
+2. composition by FFT with a Chernoff-certified window (:mod:`~dpaudit.accounting.pld_compose`,
+   Koskela, Jälkö, Prediger, Honkela 2021, AISTATS; Zhu, Dong, Wang 2022, AISTATS, Thm 10);
+3. epsilon from the discrete privacy curve, exactly (``pld_compose.epsilon_of``).
 
 Both directions of the add/remove relation are composed (the Poisson subsampled Gaussian is
 not symmetric) and the larger delta is reported, as in dp_accounting (Doroshenko et al.
 2022, Sec. 5). Segments without subsampling (q = 1) are Gaussian mechanisms and are merged
 exactly: k Gaussians with noise multipliers s_i are one Gaussian with
-mu = sqrt(sum_i k_i / s_i^2) (mu-GDP composition, Dong, Roth, Su 2019, Cor. 2), whose curve
-delta(eps) = Phi(-eps/mu + mu/2) - e^eps Phi(-eps/mu - mu/2) is exact (Balle & Wang 2018,
-ICML, Thm 8). When every segment is unsubsampled that formula is used directly.
+mu = sqrt(sum_i k_i / s_i^2) (mu-GDP composition, Dong, Roth, Su 2019, Cor. 2),
+whose curve is exact (:mod:`~dpaudit.accounting.gaussian`, Balle & Wang 2018, ICML, Thm 8).
+When every segment is unsubsampled that formula is the answer.
 
-Accuracy/speed knob: ``value_discretization_interval`` h (loss units, nats). The
-connect-the-dots excess is O(h^2) (measured: halving h divides the excess by ~4). Default
-``None`` = automatic: passes at h = 4e-3 and 2e-3 give a Richardson estimate of the excess,
-(eps_{4e-3} - eps_{2e-3}) / 3, and further passes use the h predicted to bring it to
-``rel_tol`` (default 0.25%), re-estimating from the last two passes until the estimate is
-met (a single prediction can be far off before the O(h^2) regime is reached, e.g. for
-10^7 steps at q = 1e-4); the smallest of the candidate epsilons is reported (each is an
-upper bound). A fixed h costs one pass: 1e-3 is within ~0.4% on the standard configs,
-5e-4 within ~0.1% at ~2-3x the time. Every setting gives an upper bound.
+Grid (``value_discretization_interval`` h, nats). The connect-the-dots excess shrinks like
+h^p, p -> 2 once h is small against the per-release losses (p ~ 1 before). Default ``None``
+= automatic: the first pass uses h = 4e-3 (coarser if the loss range needs more than
+2^16 cells: tiny noise gives per-release losses of 10^7 nats), later passes aim at h <= 1e-3 x the current epsilon
+(so tiny epsilons -- q = 1e-6, or sigma = 50 -- get grids of 1e-7 nats) and refine until
+the Richardson estimate of the excess of the last pass,
+(eps_prev - eps) h^p / (h_prev^p - h^p), with p fitted to the last three passes and clamped
+to [1, 2] (p = 1, the pessimistic choice, with two), is at most ``rel_tol`` (0.25%). The
+smallest candidate is reported (each is an upper bound).
 
-Numerical floor: the FFT's rounding error (summed over the window, measured ~k 2^-52 for
-k releases) is covered by an allowance 4 k 2^-52 log2(N) added to delta (``_fp_allowance``);
-delta < 1e-11, or within 20x of the allowance, is refused with
-:class:`~dpaudit.errors.OutOfValidityError` on the FFT path -- use ``rdp`` there. The
-analytic Gaussian path has no such floor.
+Sound fallbacks, said in the notes: where the FFT path cannot answer soundly (delta below
+1e-11, or within 20x of the FFT's rounding allowance, ``pld_compose.fp_allowance``) or its
+refinement is stopped by the window limit before meeting ``rel_tol``, the tightest of the
+RDP bound (:mod:`~dpaudit.accounting.rdp`) and the no-amplification Gaussian bound (every
+step counted as an unsubsampled Gaussian release, exact mu-GDP curve) is computed too and
+the smallest figure is reported. Nothing is refused.
 
 Imports: numpy and math only (no scipy), so the CLI starts fast.
 """
@@ -56,355 +39,71 @@ Imports: numpy and math only (no scipy), so the CLI starts fast.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from dpaudit.accounting.base import EpsilonReport
 from dpaudit.accounting.events import DpSgdRun, GaussianSegment, check_delta, check_epsilon
-from dpaudit.accounting.gaussian import (  # noqa: F401 - re-exported
-    _LOG_SQRT_2PI,
-    _SQRT2,
-    gaussian_delta,
-    gaussian_epsilon,
-    norm_cdf,
-    norm_sf,
+from dpaudit.accounting.gaussian import gaussian_delta, gaussian_epsilon
+from dpaudit.accounting.pld_compose import (
+    MAX_WINDOW,
+    ComposedPld,
+    PrefixComposer,
+    WindowTooLarge,
+    delta_at,
+    epsilon_of,
 )
-from dpaudit.accounting.gaussian import (
-    interval_masses as _interval_masses,
+from dpaudit.accounting.pld_pmf import (
+    DIRECTIONS,
+    LossPmf,
+    gaussian_cells,
+    gaussian_pmf,
+    subsampled_gaussian_cells,
+    subsampled_gaussian_pmf,
 )
-from dpaudit.errors import InvalidParameterError, OutOfValidityError
+from dpaudit.errors import InvalidParameterError
+
+__all__ = [
+    "ACCOUNTANT",
+    "DEFAULT_REL_TOL",
+    "MIN_DELTA_FFT",
+    "PldAccountant",
+    "delta_from_segments",
+    "epsilon_from_segments",
+    "gaussian_delta",
+    "gaussian_epsilon",
+]
 
 #: Default relative accuracy target of the automatic discretisation (estimated excess).
 DEFAULT_REL_TOL = 2.5e-3
-#: First grid interval of the automatic mode (nats); the second pass halves it.
+#: First grid interval of the automatic mode (nats).
 AUTO_START_INTERVAL = 4e-3
-#: Finest grid interval the automatic refinement goes to (nats).
-MIN_AUTO_INTERVAL = 1e-4
-#: Further Richardson-guided refinements of the automatic mode after the first two passes.
-_MAX_REFINEMENTS = 4
-#: Largest FFT window (cells); the interval is coarsened beyond it (still an upper bound).
-MAX_WINDOW = 1 << 21
+#: Window (cells) of the first automatic pass: a loss range wider than FIRST_WINDOW x 4e-3
+#: nats (tiny noise) starts on a coarser grid, relative to the range.
+FIRST_WINDOW = 1 << 16
+#: Later passes aim at an interval of at most this fraction of the current epsilon.
+REL_INTERVAL = 1e-3
+#: Passes of the automatic mode (the first included).
+MAX_PASSES = 7
+#: Largest ratio of consecutive intervals from which the excess is extrapolated.
+_MAX_RATIO = 8.0
 #: Smallest delta the FFT path accepts (its absolute numerical floor is ~1e-14).
 MIN_DELTA_FFT = 1e-11
+#: Grid interval of :func:`delta_from_segments` when none is given (nats).
+DELTA_INTERVAL = 5e-4
 
-# ---------------------------------------------------------------------------- single release
-@dataclass(frozen=True)
-class _Pmf:
-    """A discretised PLD: ``probs[j]`` is the P-mass at loss ``(start + j) * h``;
-    ``inf_mass`` the mass at +inf. Finite masses sum to 1 - inf_mass (up to rounding)."""
-
-    start: int
-    probs: np.ndarray
-    inf_mass: float
-    h: float
-
-    @property
-    def losses(self) -> np.ndarray:
-        return (self.start + np.arange(self.probs.size)) * self.h
-
-    def moments(self) -> tuple[float, float]:
-        p, l_ = self.probs, self.losses
-        tot = max(float(p.sum()), 1e-300)
-        m = float(np.sum(p * l_)) / tot  # elementwise: no BLAS threads
-        v = float(np.sum(p * (l_ - m) ** 2)) / tot
-        return m, v
-
-    def log_mgf(self, lams: np.ndarray) -> np.ndarray:
-        """log sum_j p_j exp(lambda l_j) for each lambda (finite part only)."""
-        nz = self.probs > 1e-300
-        lp = np.log(self.probs[nz])
-        l_ = self.losses[nz]
-        out = np.empty(lams.size)
-        for i, lam in enumerate(lams):  # 1-D passes: contiguous, no (n, m) temporaries
-            x = lp + lam * l_
-            mx = float(x.max())
-            out[i] = mx + math.log(float(np.exp(x - mx).sum()))
-        return out
+_ALLOWANCE_NOTE = ("the FFT's rounding allowance is above delta / 20 for this many releases, "
+                   "which loosens the PLD figure")
+_PLD_METHOD = ("PLD: connect-the-dots discretisation (Doroshenko et al. 2022) + FFT composition "
+               "(Koskela et al. 2021), max over add/remove")
+_GAUSS_METHOD = "exact Gaussian composition (mu-GDP; Balle & Wang 2018 Thm 8)"
 
 
-def _connect_dots(i_lo: int, pm: np.ndarray, qm: np.ndarray, h: float) -> np.ndarray:
-    """Atoms on grid points i_lo..i_lo+len(pm) from bucket masses (Doroshenko et al. 2022).
-
-    Bucket k holds the outcomes with loss in (l_k, l_{k+1}], P-mass pm[k], Q-mass qm[k].
-    Split into b at l_{k+1} and a at l_k with a + b = pm, a e^{-l_k} + b e^{-l_{k+1}} = qm,
-    i.e. b = (pm - qm e^{l_k}) / (1 - e^{-h}); clipping to [0, pm] only moves mass upward
-    when rounding made the ratio fall outside [e^{-l_{k+1}}, e^{-l_k}].
-    """
-    l_left = (i_lo + np.arange(pm.size)) * h
-    num = pm - qm * np.exp(l_left)
-    b = np.clip(num / (-math.expm1(-h)), 0.0, pm)
-    a = pm - b
-    out = np.zeros(pm.size + 1)
-    out[1:] += b
-    out[:-1] += a
-    return out
+class _FftUnsound(Exception):
+    """The FFT path cannot give a sound figure here (the reason is the message)."""
 
 
-def _subsampled_pmf(q: float, sigma: float, h: float, direction: str, log_tail: float) -> _Pmf:
-    """Connect-the-dots PLD of one Poisson-subsampled Gaussian release (sensitivity 1).
-
-    In noise-std units with d = 1/sigma: remove pair P = (1-q) N(0,1) + q N(d,1),
-    Q = N(0,1), loss l(z) = log(1 - q + q e^{d z - d^2/2}) increasing in z; add pair
-    P = N(0,1), Q = the mixture, loss -l(z) (Mironov, Talwar, Zhang 2019, Sec. 3; Koskela et
-    al. 2021, Sec. 5). ``log_tail`` = log of the P-mass allowed outside the grid.
-    """
-    d = 1.0 / sigma
-    lq, l1q = math.log(q), math.log1p(-q)
-    zt = math.sqrt(-2.0 * log_tail)  # 1 - Phi(zt) <= exp(-zt^2/2) / 2 <= e^{log_tail}
-    if direction == "remove":
-        z_hi = d + zt
-        l_top = float(np.logaddexp(l1q, lq + d * z_hi - 0.5 * d * d))
-        i_lo = math.floor(l1q / h)
-        i_hi = max(math.ceil(l_top / h), i_lo + 1)
-        losses = np.arange(i_lo, i_hi + 1) * h
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inner = np.expm1(losses) + q
-            z = np.where(inner > 0, (np.log(np.where(inner > 0, inner, 1.0)) - lq + 0.5 * d * d) / d, -np.inf)
-        zb = np.append(z, np.inf)
-        n0 = _interval_masses(zb)
-        nd = _interval_masses(zb - d)
-        pm_all = (1.0 - q) * n0 + q * nd
-        qm = n0[:-1]
-        pm = pm_all[:-1]
-        inf_mass = float(pm_all[-1])  # outcomes beyond the top grid point
-        # bucket k is (l_k, l_{k+1}]; no loss lies below l_{i_lo} <= log(1-q) (z_0 = -inf)
-        probs = _connect_dots(i_lo, pm, qm, h)
-        return _Pmf(i_lo, probs, inf_mass, h)
-    if direction == "add":
-        l_bot = -float(np.logaddexp(l1q, lq + d * zt - 0.5 * d * d))
-        i_hi = math.ceil(-l1q / h)
-        i_lo = min(math.floor(l_bot / h), i_hi - 1)
-        losses = np.arange(i_lo, i_hi + 1) * h
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inner = np.expm1(-losses) + q
-            z = np.where(inner > 0, (np.log(np.where(inner > 0, inner, 1.0)) - lq + 0.5 * d * d) / d, -np.inf)
-        # z decreases with the loss; bucket (l_k, l_{k+1}] <-> z in [z_{k+1}, z_k).
-        zr = np.append(z[::-1], np.inf)  # increasing: z_{n}, ..., z_0, +inf
-        n0 = _interval_masses(zr)[::-1]  # n0[0]: z > z_0 (loss below grid); n0[k+1]: bucket k
-        nd = _interval_masses(zr - d)[::-1]
-        below = float(n0[0])
-        pm = n0[1:]
-        qm = (1.0 - q) * n0[1:] + q * nd[1:]
-        probs = _connect_dots(i_lo, pm, qm, h)
-        probs[0] += below  # losses below the grid moved up to its lowest point
-        return _Pmf(i_lo, probs, 0.0, h)
-    raise ValueError(direction)
-
-
-def _gaussian_pmf(mu: float, h: float, log_tail: float) -> _Pmf:
-    """Connect-the-dots PLD of the Gaussian pair P = N(mu, 1), Q = N(0, 1): the loss
-    mu z - mu^2/2 is N(mu^2/2, mu^2) under P (symmetric pair, one PLD for both directions)."""
-    zt = math.sqrt(-2.0 * log_tail)
-    i_lo = math.floor((0.5 * mu * mu - mu * zt) / h)
-    i_hi = max(math.ceil((0.5 * mu * mu + mu * zt) / h), i_lo + 1)
-    losses = np.arange(i_lo, i_hi + 1) * h
-    z = (losses + 0.5 * mu * mu) / mu
-    zb = np.concatenate(([-np.inf], z, [np.inf]))
-    p_all = _interval_masses(zb - mu)
-    q_all = _interval_masses(zb)
-    probs = _connect_dots(i_lo, p_all[1:-1], q_all[1:-1], h)
-    probs[0] += p_all[0]
-    return _Pmf(i_lo, probs, float(p_all[-1]), h)
-
-
-# ---------------------------------------------------------------------------- composition
-_FAST_LENS: list[int] = []
-
-
-def _next_fast_len(n: int) -> int:
-    """Smallest 2^a 3^b 5^c >= n (cheap FFT sizes for numpy's pocketfft)."""
-    import bisect
-
-    if not _FAST_LENS:
-        vals = set()
-        p2 = 1
-        while p2 <= 2 * MAX_WINDOW:
-            p23 = p2
-            while p23 <= 2 * MAX_WINDOW:
-                p235 = p23
-                while p235 <= 2 * MAX_WINDOW:
-                    vals.add(p235)
-                    p235 *= 5
-                p23 *= 3
-            p2 *= 2
-        _FAST_LENS.extend(sorted(vals))
-    i = bisect.bisect_left(_FAST_LENS, n)
-    return _FAST_LENS[i] if i < len(_FAST_LENS) else n
-
-
-#: Orders lambda of the Chernoff bounds on the composed loss (negative: lower tail).
-_LAMS = np.concatenate((-np.geomspace(0.1, 10.0, 3), np.geomspace(0.1, 100.0, 7)))
-
-
-@dataclass(frozen=True)
-class _Composed:
-    """The composed PLD in a window: mass ``probs[j]`` at loss ``(lo + j) h`` (>= the true
-    folded PMF), plus ``const`` = infinity mass + bound on the mass above the window."""
-
-    lo: int
-    probs: np.ndarray
-    const: float
-    h: float
-    fp_allowance: float = 0.0
-
-
-class _NeedCoarser(Exception):
-    pass
-
-
-def _window(
-    stats: list[tuple[float, float, np.ndarray]], h: float, log_target: float
-) -> tuple[int, int]:
-    """Window [lo, hi] (grid indices) holding all prefixes' mass up to ~e^{log_target} in
-    each tail, from means/variances and the Chernoff bound (only tightness depends on it)."""
-    lo_i, hi_i = math.inf, -math.inf
-    for m, v, k_tot in stats:
-        sd = math.sqrt(max(v, 0.0))
-        w = math.sqrt(-2.0 * log_target)
-        up, low = m + w * sd + 10 * h, m - w * sd - 10 * h
-        pos, neg = _LAMS > 0, _LAMS < 0
-        for _ in range(60):  # widen until the Chernoff bound certifies the upper tail
-            if np.min(k_tot[pos] - _LAMS[pos] * up) <= log_target:
-                break
-            up = m + 2.0 * (up - m) + h
-        for _ in range(60):
-            if np.min(k_tot[neg] - _LAMS[neg] * low) <= log_target:
-                break
-            low = m - 2.0 * (m - low) - h
-        lo_i = min(lo_i, math.floor(low / h))
-        hi_i = max(hi_i, math.ceil(up / h))
-    return int(lo_i), int(hi_i)
-
-
-def _cpow(x: np.ndarray, k: int) -> np.ndarray:
-    """x**k for a complex array by binary exponentiation (a few multiplications; numpy's
-    complex power goes through exp/log and is ~10x slower). Relative error ~k 2^-52."""
-    out = np.ones_like(x)
-    base = x.copy()
-    while k:
-        if k & 1:
-            out *= base
-        k >>= 1
-        if k:
-            base *= base
-    return out
-
-
-def _fp_allowance(n: int, total_count: int) -> float:
-    """Allowance for the FFT's rounding error, added to delta.
-
-    The summed absolute error of the window masses measured against an independent power
-    evaluation (polar form) is ~k * 2^-52 (k = number of composed releases; 2e-11 for
-    k = 1e5, n = 3e4). The allowance 4 k 2^-52 log2(n) is >= 50x that. It is an
-    empirical margin, not a proof; it keeps the figures upper bounds for delta well above
-    it, and deltas it would distort (allowance > delta / 20) are refused.
-    """
-    return 4.0 * (total_count + 10) * 2.2e-16 * math.log2(max(n, 2))
-
-
-def _compose_prefixes(
-    checkpoints: list[list[tuple[_Pmf, int]]], h: float, log_target: float
-) -> list[_Composed]:
-    """Compose PLDs; checkpoints[c] lists the (pmf, count) added after checkpoint c-1.
-    Returns the composed PLD at each checkpoint (all on one window)."""
-    stats: list[tuple[float, float, np.ndarray]] = []
-    m = v = 0.0
-    k_tot = np.zeros(_LAMS.size)
-    infs = []
-    log_fin = 0.0
-    counts = 0
-    cache: dict[int, tuple[float, float, np.ndarray]] = {}
-    for group in checkpoints:
-        for pmf, k in group:
-            key = id(pmf)
-            if key not in cache:
-                mm, vv = pmf.moments()
-                cache[key] = (mm, vv, pmf.log_mgf(_LAMS))
-            mm, vv, kk = cache[key]
-            m += k * mm
-            v += k * vv
-            k_tot = k_tot + k * kk
-            log_fin += k * math.log1p(-min(pmf.inf_mass, 1.0 - 1e-16))
-            counts += k
-        stats.append((m, v, k_tot.copy()))
-        infs.append((-math.expm1(log_fin), counts))
-    lo, hi = _window(stats, h, log_target)
-    # The window must also hold every single-release PMF (a long, light lower tail, e.g.
-    # down to log(1 - q) for q -> 1, can outrun the moment-based window); otherwise the
-    # grid was coarsened below -- sound but loose (12% at q = 1 - 1e-9, sigma = 1).
-    widest = max((pmf.probs.size for group in checkpoints for pmf, _ in group), default=1)
-    n = _next_fast_len(max(hi - lo + 1, widest))
-    if n > MAX_WINDOW:
-        raise _NeedCoarser
-    ffts: dict[int, np.ndarray] = {}
-    spec = np.ones(n // 2 + 1, dtype=complex)
-    out = []
-    top = (lo + n - 1) * h
-    pos = _LAMS > 0
-    for c, group in enumerate(checkpoints):
-        for pmf, k in group:
-            key = id(pmf)
-            if key not in ffts:
-                if pmf.probs.size > n:
-                    raise _NeedCoarser
-                # absolute grid index i sits in cell i mod n; sums of indices then
-                # land in their own cell modulo n (circular convolution)
-                idx = (pmf.start + np.arange(pmf.probs.size)) % n
-                ffts[key] = np.fft.rfft(np.bincount(idx, weights=pmf.probs, minlength=n))
-            spec = spec * _cpow(ffts[key], k)
-        probs = np.roll(np.fft.irfft(spec, n=n), -(lo % n))  # cell j <-> index lo + j
-        np.maximum(probs, 0.0, out=probs)
-        _, _, kt = stats[c]
-        tail = math.exp(min(0.0, float(np.min(kt[pos] - _LAMS[pos] * top))))
-        inf_tot, cnt = infs[c]
-        fpa = _fp_allowance(n, cnt)
-        out.append(_Composed(lo, probs, inf_tot + tail + fpa, h, fpa))
-    return out
-
-
-def _delta_at(comp: _Composed, epsilon: float) -> float:
-    """delta(eps) = const + sum_j p_j (1 - e^{eps - l_j})_+ for the composed PLD."""
-    l_ = (comp.lo + np.arange(comp.probs.size)) * comp.h
-    sel = l_ > epsilon
-    val = comp.const + float(np.sum(comp.probs[sel] * -np.expm1(epsilon - l_[sel])))
-    return min(1.0, val)
-
-
-def _epsilon_of(comp: _Composed, delta: float) -> float:
-    """Smallest eps >= 0 with delta(eps) <= delta, exact for the discrete PLD."""
-    if comp.const >= delta:
-        return math.inf
-    l_ = (comp.lo + np.arange(comp.probs.size)) * comp.h
-    first = int(np.searchsorted(l_, 0.0, side="right"))  # first index with l > 0
-    p = comp.probs[first:]
-    lp = l_[first:]
-    if p.size == 0:
-        return 0.0
-    # A_j = sum_{i>=j} p_i, B_j = sum_{i>=j} p_i e^{-l_i} (l_i > 0 so no overflow).
-    a = np.cumsum(p[::-1])[::-1]
-    b = np.cumsum((p * np.exp(-lp))[::-1])[::-1]
-    # delta just below grid point j (eps in (l_{j-1}, l_j]): const + A_j - e^eps B_j.
-    # delta at eps = l_{j}: const + A_{j+1} - e^{l_j} B_{j+1}.
-    a_next = np.append(a[1:], 0.0)
-    b_next = np.append(b[1:], 0.0)
-    with np.errstate(divide="ignore"):  # log(0) = -inf -> term 0; no overflow for big l
-        d_grid = comp.const + a_next - np.exp(lp + np.log(b_next))
-    if comp.const + a[0] - b[0] <= delta:  # delta(0) <= target
-        return 0.0
-    ok = np.nonzero(d_grid <= delta)[0]
-    if ok.size == 0:
-        return math.inf
-    j = int(ok[0])
-    left = lp[j - 1] if j > 0 else 0.0
-    # On (left, l_j]: delta(eps) = const + A_j - e^eps B_j.
-    num = comp.const + a[j] - delta
-    eps = math.log(num / b[j]) if num > 0 and b[j] > 0 else float(lp[j])
-    return float(min(max(eps, left), lp[j]))
-
-
-# ---------------------------------------------------------------------------- front ends
+# ---------------------------------------------------------------------------- grid passes
 def _split(segments: Sequence[GaussianSegment]) -> tuple[float, list[GaussianSegment]]:
     """(mu^2 of the merged unsubsampled part, the subsampled segments); sigma = inf dropped."""
     mu2 = 0.0
@@ -419,126 +118,266 @@ def _split(segments: Sequence[GaussianSegment]) -> tuple[float, list[GaussianSeg
     return mu2, sub
 
 
-def _check_fft_delta(delta: float, comps: Sequence[_Composed] = ()) -> None:
+def _check_fft(delta: float, comps: Sequence[PrefixComposer] = ()) -> bool:
+    """Raise :class:`_FftUnsound` where the FFT figure would not be an upper bound or
+    would be meaningless (delta below the floor, rounding allowance above delta / 2);
+    return ``False`` when the allowance distorts the figure (above delta / 20), so that
+    the caller also computes the fallback bounds."""
     if delta < MIN_DELTA_FFT:
-        raise OutOfValidityError(
-            f"the PLD accountant's FFT path is numerically sound only for delta >= "
-            f"{MIN_DELTA_FFT:g} (got {delta:g}); use --accountant rdp for smaller delta"
+        raise _FftUnsound(f"delta = {delta:g} is below the FFT path's numerical floor {MIN_DELTA_FFT:g}")
+    worst = max((c.fp_allowance for c in comps), default=0.0)
+    if worst > delta / 2.0:
+        raise _FftUnsound(
+            f"the FFT's rounding allowance ({worst:.1e}) for this many releases exceeds delta / 2"
         )
-    for c in comps:
-        if c.fp_allowance > delta / 20.0:
-            raise OutOfValidityError(
-                f"delta = {delta:g} is too close to the PLD accountant's numerical floor "
-                f"({c.fp_allowance:.1e}) for this many releases; use --accountant rdp"
-            )
+    return worst <= delta / 20.0
 
 
-def _pmfs(
-    segments: Sequence[GaussianSegment], h: float, log_tail: float, direction: str
-) -> dict[tuple[float, float], _Pmf]:
-    out: dict[tuple[float, float], _Pmf] = {}
-    for s in segments:
-        key = (s.sample_rate, s.noise_multiplier)
-        if key not in out:
-            out[key] = _subsampled_pmf(s.sample_rate, s.noise_multiplier, h, direction, log_tail)
+def _check_sizes(checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log_tail: float,
+                 max_window: int) -> None:
+    """Raise :class:`WindowTooLarge` before allocating when one release's PMF is too wide."""
+    limit = max_window // 2
+    cells = 0
+    for grp in checkpoints:
+        mu2, sub = _split(grp)
+        if mu2 > 0:
+            cells = max(cells, gaussian_cells(math.sqrt(mu2), h, log_tail))
+        for s in {(s.sample_rate, s.noise_multiplier) for s in sub}:
+            for direction in DIRECTIONS:
+                cells = max(cells, subsampled_gaussian_cells(*s, h, direction, log_tail))
+    if cells > limit:
+        raise WindowTooLarge(cells / limit)
+
+
+def _groups(
+    checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log_tail: float, direction: str
+) -> list[list[tuple[LossPmf, int]]]:
+    """Per checkpoint, the (pmf, count) items to compose in ``direction``; unsubsampled
+    (q = 1) segments of a checkpoint become one Gaussian."""
+    table: dict[tuple[float, float], LossPmf] = {}
+    out: list[list[tuple[LossPmf, int]]] = []
+    for grp in checkpoints:
+        mu2, sub = _split(grp)
+        items = []
+        for s in sub:
+            key = (s.sample_rate, s.noise_multiplier)
+            if key not in table:
+                table[key] = subsampled_gaussian_pmf(*key, h, direction, log_tail)
+            items.append((table[key], s.count))
+        if mu2 > 0:
+            items.append((gaussian_pmf(math.sqrt(mu2), h, log_tail), 1))
+        out.append(items)
     return out
 
 
 def _compose_run(
-    checkpoints: list[list[GaussianSegment]], h: float, log_target: float
-) -> tuple[list[_Composed], list[_Composed], float]:
-    """Compose checkpoints of segments under both directions, coarsening h if the window
-    would exceed MAX_WINDOW. Returns (remove-direction PLDs, add-direction PLDs, h used)."""
+    checkpoints: Sequence[Sequence[GaussianSegment]],
+    h: float,
+    log_target: float,
+    progress: Callable[[int, int], None] | None = None,
+    max_window: int = MAX_WINDOW,
+) -> tuple[PrefixComposer, PrefixComposer, float]:
+    """Compose checkpoints of segments under both directions, coarsening h as far as a
+    window of ``max_window`` cells needs. Returns (remove-direction composer,
+    add-direction composer, h used); iterate them in step for the checkpoints' PLDs."""
     total = sum(s.count for grp in checkpoints for s in grp)
     log_tail = min(log_target, -20.0) - math.log(total + 1)
-    for _ in range(16):
+    for _ in range(40):
         try:
-            results = []
-            for direction in ("remove", "add"):
-                flat = [s for grp in checkpoints for s in _split(grp)[1]]
-                table = _pmfs(flat, h, log_tail, direction)
-                # Unsubsampled (q = 1) segments: one Gaussian per checkpoint group.
-                groups: list[list[tuple[_Pmf, int]]] = []
-                for grp in checkpoints:
-                    mu2, sub = _split(grp)
-                    items = [(table[(s.sample_rate, s.noise_multiplier)], s.count) for s in sub]
-                    if mu2 > 0:
-                        items.append((_gaussian_pmf(math.sqrt(mu2), h, log_tail), 1))
-                    groups.append(items)
-                if max((p.probs.size for g in groups for p, _ in g), default=0) > MAX_WINDOW // 2:
-                    raise _NeedCoarser
-                results.append(_compose_prefixes(groups, h, log_target))
-            return results[0], results[1], h
-        except _NeedCoarser:
-            h *= 2.0
-    raise OutOfValidityError("privacy loss range too wide for the PLD accountant; use rdp")
+            _check_sizes(checkpoints, h, log_tail, max_window)
+            rem = PrefixComposer(_groups(checkpoints, h, log_tail, "remove"), h, log_target,
+                                 max_window=max_window, progress=progress)
+            add = PrefixComposer(_groups(checkpoints, h, log_tail, "add"), h, log_target,
+                                 max_window=max_window)
+            return rem, add, h
+        except WindowTooLarge as exc:
+            h *= max(2.0, 1.1 * exc.factor)
+    raise _FftUnsound("the privacy loss range is too wide for the FFT window")
 
 
-def _eps_pair(rem: _Composed, add: _Composed, delta: float) -> float:
-    return max(_epsilon_of(rem, delta), _epsilon_of(add, delta))
+def _eps_pair(rem: ComposedPld, add: ComposedPld, delta: float) -> float:
+    return max(epsilon_of(rem, delta), epsilon_of(add, delta))
 
 
-def _auto_epsilon(
-    checkpoints: list[list[GaussianSegment]], delta: float, interval: float | None, rel_tol: float
-) -> tuple[list[float], float, tuple[str, ...]]:
-    """Epsilon at each checkpoint. ``interval=None``: start at h = 4e-3, then 2e-3, then
-    refine (at least halving each time, at most ``_MAX_REFINEMENTS`` times, down to
-    ``MIN_AUTO_INTERVAL``) until the Richardson estimate of the discretisation excess of the
-    last checkpoint, (eps_{h'} - eps_h) / ((h'/h)^2 - 1) (the excess is O(h^2), Doroshenko
-    et al. 2022 Sec. 4), is at most ``rel_tol * eps_h``. Every candidate is an upper bound;
-    refinement only tightens."""
+def _order(hs: Sequence[float], es: Sequence[float]) -> float:
+    """p in [1, 2] with e(h) = e* + C h^p through the three points (bisection); the
+    smaller p (larger estimated excess) when the fit is outside that range."""
+    target = (es[0] - es[1]) / (es[1] - es[2])
+
+    def ratio(p: float) -> float:
+        return (hs[0] ** p - hs[1] ** p) / (hs[1] ** p - hs[2] ** p)
+
+    lo, hi = 1.0, 2.0
+    if target <= ratio(lo):
+        return lo
+    if target >= ratio(hi):
+        return hi
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if ratio(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _excess(hs: Sequence[float], es: Sequence[float]) -> tuple[float, float]:
+    """(Richardson estimate of the discretisation excess of the last pass, fitted order);
+    ``inf`` when the last two grids are too far apart to extrapolate."""
+    if len(hs) < 2 or hs[-2] / hs[-1] > _MAX_RATIO:
+        return math.inf, 1.0
+    diff = es[-2] - es[-1]
+    if diff <= 0.0:  # no gain from refining: converged (to rounding)
+        return 0.0, 2.0
+    p = 1.0
+    if len(hs) >= 3 and hs[-3] / hs[-2] <= _MAX_RATIO and es[-3] - es[-2] > 0.0:
+        p = _order(hs[-3:], es[-3:])
+    return diff * hs[-1] ** p / (hs[-2] ** p - hs[-1] ** p), p
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """FFT-path result: epsilon per checkpoint, the grid used, notes, and whether the
+    automatic refinement met its tolerance (always ``True`` for a fixed grid)."""
+
+    eps: list[float]
+    h: float
+    notes: tuple[str, ...]
+    converged: bool = True
+
+
+def _fixed(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, interval: float,
+           progress: Callable[[int, int], None] | None) -> _Outcome:
+    rem, add, h = _compose_run(checkpoints, interval, math.log(1e-3 * delta), progress)
+    clean = _check_fft(delta, [rem, add])
+    notes: tuple[str, ...] = () if h == interval else (f"loss grid coarsened from {interval:g} to {h:g} nats to fit the window",)
+    if not clean:
+        notes += (_ALLOWANCE_NOTE,)
+    return _Outcome([_eps_pair(r, a, delta) for r, a in zip(rem, add)], h, notes, clean)
+
+
+def _next_interval(hs: list[float], es: list[float], excess: float, p: float, rel_tol: float) -> float:
+    h, best = hs[-1], min(es)
+    if math.isfinite(excess) and excess > 0.0:
+        nxt = 0.9 * h * (rel_tol * best / excess) ** (1.0 / p)
+    else:
+        nxt = h / 2.0
+    nxt = min(max(nxt, h / _MAX_RATIO), h / 2.0)
+    return min(nxt, REL_INTERVAL * best) if best > 0.0 else nxt
+
+
+def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_tol: float,
+          progress: Callable[[int, int], None] | None) -> _Outcome:
+    """Automatic grid (module docstring): passes on the whole run until the estimated
+    excess is at most ``rel_tol``; then, for several checkpoints, one pass over all of
+    them at twice the last grid interval (the last checkpoint keeps the converged figure).
+    Every candidate is an upper bound; the smallest is kept."""
     log_target = math.log(1e-3 * delta)
-    notes: list[str] = []
-    if interval is not None:
-        rem, add, h = _compose_run(checkpoints, interval, log_target)
-        _check_fft_delta(delta, [*rem, *add])
-        if h != interval:
-            notes.append(f"loss grid coarsened from {interval:g} to {h:g} nats to fit the window")
-        return [_eps_pair(r, a, delta) for r, a in zip(rem, add)], h, tuple(notes)
-    # Passes on the final checkpoint only estimate the O(h^2) excess by Richardson
-    # extrapolation from the last two passes (h_prev, h): excess(h) ~ (eps_prev - eps) /
-    # (r^2 - 1), r = h_prev / h; while it exceeds rel_tol the grid is refined to the h that
-    # the estimate predicts. The estimate is only trusted once the O(h^2) regime is reached,
-    # hence the repetition: with many tiny per-step losses (q = 1e-4, 10^7 steps) a single
-    # prediction from h = 4e-3, 2e-3 stopped at an epsilon 24% above the converged one
-    # (review finding). A last pass over every checkpoint uses the final h. The final
-    # point is the minimum of the candidates (each is an upper bound, so is the min).
     merged = [[s for grp in checkpoints for s in grp]]
-    finals: list[float] = []
     hs: list[float] = []
+    es: list[float] = []
     h = AUTO_START_INTERVAL
-    h_used = h
-    for step in range(2 + _MAX_REFINEMENTS):
-        if step >= 2:
-            r = hs[-2] / hs[-1]
-            excess = (finals[-2] - finals[-1]) / (r * r - 1.0)
-            if excess <= rel_tol * finals[-1]:
-                break
-            if hs[-1] <= MIN_AUTO_INTERVAL:
-                notes.append(f"discretisation refinement stopped at interval {MIN_AUTO_INTERVAL:g}")
-                break
-            h = 0.9 * hs[-1] * math.sqrt(rel_tol * finals[-1] / excess)
-            h = max(MIN_AUTO_INTERVAL, min(h, hs[-1] / 2.0))
-        elif step == 1:
-            h = hs[-1] / 2.0
-        rem, add, h_used = _compose_run(merged, h, log_target)
-        _check_fft_delta(delta, [*rem, *add])
-        finals.append(_eps_pair(rem[0], add[0], delta))
-        hs.append(h)
-        if h_used != h or not math.isfinite(finals[-1]) or finals[-1] == 0.0:
+    converged = False
+    clean = True
+    for i in range(MAX_PASSES):
+        rem, add, h_used = _compose_run(merged, h, log_target,
+                                        max_window=FIRST_WINDOW if i == 0 else MAX_WINDOW)
+        clean = _check_fft(delta, [rem, add]) and clean
+        e = _eps_pair(next(iter(rem)), next(iter(add)), delta)
+        if i > 0 and h_used > hs[-1] / 1.5:  # the window allows no markedly finer grid
+            es[-1] = min(es[-1], e)
             break
-    if len(checkpoints) == 1:
-        return [min(finals)], h_used, tuple(notes)
-    h = hs[-1]
-    rem, add, h_used = _compose_run(checkpoints, h, log_target)
-    _check_fft_delta(delta, [*rem, *add])
-    eps = [_eps_pair(r, a, delta) for r, a in zip(rem, add)]
-    if h_used != h:
-        notes.append(f"loss grid coarsened to {h_used:g} nats to fit the FFT window")
-    eps[-1] = min([eps[-1], *finals])
-    return eps, h_used, tuple(notes)
+        hs.append(h_used)
+        es.append(e)
+        if not math.isfinite(e):
+            break
+        if e == 0.0:
+            converged = True
+            break
+        excess, p = _excess(hs, es)
+        if excess <= rel_tol * min(es):
+            converged = True
+            break
+        h = _next_interval(hs, es, excess, p, rel_tol)
+    notes: tuple[str, ...] = ()
+    if not converged:
+        notes = (f"loss grid refinement stopped at {hs[-1]:g} nats before its estimated excess "
+                 f"met {rel_tol:g} (window limit)",)
+    best = min(range(len(es)), key=es.__getitem__)
+    if len(checkpoints) > 1:
+        # Curve points on a grid twice as coarse as the last pass (excess ~4x rel_tol, still
+        # upper bounds); the last point is the converged figure (below).
+        rem, add, h_used = _compose_run(checkpoints, 2.0 * hs[-1], log_target, progress)
+        clean = _check_fft(delta, [rem, add]) and clean
+        eps = [_eps_pair(r, a, delta) for r, a in zip(rem, add)]
+        eps[-1] = min(eps[-1], es[best])
+    else:
+        eps, h_used = [es[best]], hs[best]
+    if not clean:
+        notes += (_ALLOWANCE_NOTE,)
+    return _Outcome(eps, h_used, notes, converged and clean)
 
 
+# ---------------------------------------------------------------------------- fallbacks
+def other_bounds(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float) -> list[tuple[float, str]]:
+    """Per checkpoint (cumulative), the tightest of two sound bounds that need no grid, with
+    its name: RDP (Mironov, Talwar, Zhang 2019 + Balle et al. 2020 Thm 21, dp-accounting's
+    orders) and the no-amplification Gaussian bound (each subsampled step counted as an
+    unsubsampled Gaussian release, which dominates it; exact mu-GDP curve)."""
+    import numpy as np
+
+    from dpaudit.accounting.conversions import rdp_to_epsilon
+    from dpaudit.accounting.rdp import DEFAULT_ORDERS, rdp_of_segments
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        cum = np.cumsum(np.stack([rdp_of_segments(grp) for grp in checkpoints]), axis=0)
+    rdp_eps = np.atleast_1d(rdp_to_epsilon(DEFAULT_ORDERS, cum, delta)[0])
+    out = []
+    mu2 = 0.0
+    for grp, e_rdp in zip(checkpoints, rdp_eps):
+        mu2 += sum(s.count / s.noise_multiplier**2 for s in grp if not math.isinf(s.noise_multiplier))
+        e_gauss = gaussian_epsilon(math.sqrt(mu2), delta)
+        out.append((float(e_rdp), "RDP") if e_rdp <= e_gauss else (e_gauss, "no-amplification Gaussian"))
+    return out
+
+
+def _with_fallback(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, out: _Outcome | None,
+                   reason: str) -> tuple[list[float], tuple[str, ...], str]:
+    """Element-wise minimum of the FFT figures (if any) and :func:`other_bounds`."""
+    others = other_bounds(checkpoints, delta)
+    if out is None:
+        eps = [e for e, _ in others]
+        name = others[-1][1]
+        return eps, (f"{reason}; the figure is the {name} bound, the tightest other sound bound",), name
+    eps = [min(a, b) for a, (b, _) in zip(out.eps, others)]
+    if others[-1][0] < out.eps[-1]:
+        name = others[-1][1]
+        return eps, out.notes + (f"the {name} bound is tighter than the PLD figure here and is reported",), name
+    return eps, out.notes, "pld"
+
+
+def _epsilons(
+    checkpoints: Sequence[Sequence[GaussianSegment]],
+    delta: float,
+    interval: float | None,
+    rel_tol: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[float], tuple[str, ...], str]:
+    """Cumulative epsilon at each checkpoint (at least one subsampled segment), notes, and
+    the name of the bound reported for the last checkpoint (``pld`` or a fallback)."""
+    try:
+        _check_fft(delta)
+        out = _fixed(checkpoints, delta, interval, progress) if interval else _auto(
+            checkpoints, delta, rel_tol, progress)
+    except _FftUnsound as exc:
+        return _with_fallback(checkpoints, delta, None, f"PLD not applicable ({exc})")
+    notes = out.notes + (f"loss grid interval {out.h:g} nats",)
+    if out.converged and all(math.isfinite(e) for e in out.eps):
+        return out.eps, notes, "pld"
+    return _with_fallback(checkpoints, delta, _Outcome(out.eps, out.h, notes), "")
+
+
+# ---------------------------------------------------------------------------- front ends
 def epsilon_from_segments(
     segments: Sequence[GaussianSegment],
     delta: float,
@@ -548,41 +387,46 @@ def epsilon_from_segments(
 ) -> tuple[float, tuple[str, ...]]:
     """Upper bound on epsilon at ``delta`` for the composition of ``segments`` (add/remove
     for subsampled segments; the Gaussian mechanism for q = 1). Returns (eps, notes)."""
-    check_delta(delta)
+    eps, notes, _ = _epsilon_report(segments, check_delta(delta), interval, rel_tol)
+    return eps, notes
+
+
+def _epsilon_report(
+    segments: Sequence[GaussianSegment], delta: float, interval: float | None, rel_tol: float
+) -> tuple[float, tuple[str, ...], str]:
     mu2, sub = _split(segments)
     if not sub:
-        return gaussian_epsilon(math.sqrt(mu2), delta), ("exact Gaussian (mu-GDP) curve",)
-    _check_fft_delta(delta)
-    eps, h, notes = _auto_epsilon([list(segments)], delta, interval, rel_tol)
+        return gaussian_epsilon(math.sqrt(mu2), delta), ("exact Gaussian (mu-GDP) curve",), _GAUSS_METHOD
+    eps, notes, used = _epsilons([list(segments)], delta, interval, rel_tol)
     if math.isinf(eps[-1]):
         notes = notes + ("no finite epsilon: infinity/tail mass of the PLD exceeds delta",)
-    return eps[-1], notes + (f"loss grid interval {h:g} nats",)
+    if used == "pld":
+        return eps[-1], notes, _PLD_METHOD
+    return eps[-1], notes, f"{used} bound (fallback of the PLD accountant; see notes)"
 
 
 def delta_from_segments(
     segments: Sequence[GaussianSegment], epsilon: float, *, interval: float | None = None
 ) -> float:
     """Upper bound on delta at ``epsilon`` for the composition of ``segments``
-    (grid interval ``interval``, default 5e-4 nats when not given)."""
+    (grid interval ``interval``, default 5e-4 nats, coarsened if the window needs it).
+    Where the FFT path cannot answer, the tightest of the RDP and no-amplification
+    Gaussian deltas."""
     check_epsilon(epsilon)
     mu2, sub = _split(segments)
     if not sub:
         return gaussian_delta(math.sqrt(mu2), epsilon)
-    rem, add, _ = _compose_run([list(segments)], interval or 5e-4, math.log(1e-15))
-    return max(_delta_at(rem[0], epsilon), _delta_at(add[0], epsilon))
+    try:
+        rem, add, _ = _compose_run([list(segments)], interval or DELTA_INTERVAL, math.log(1e-15))
+        return max(delta_at(next(iter(rem)), epsilon), delta_at(next(iter(add)), epsilon))
+    except _FftUnsound:
+        from dpaudit.accounting.conversions import rdp_to_delta
+        from dpaudit.accounting.rdp import DEFAULT_ORDERS, rdp_of_segments
 
-
-def _epoch_groups(run: DpSgdRun) -> list[list[GaussianSegment]]:
-    """Per-epoch segments of the run under its own batching; extra segments join the last."""
-    groups: list[list[GaussianSegment]] = []
-    f = run.sensitivity_factor
-    for e, s in enumerate(run.noise_multipliers):
-        if run.batching == "poisson":
-            groups.append([GaussianSegment(run.sample_rate, s, run.steps_in_epoch(e))])
-        else:
-            groups.append([GaussianSegment(1.0, s / f, 1)])
-    groups[-1] = groups[-1] + list(run.extra_segments)
-    return groups
+        mu_all = math.sqrt(sum(s.count / s.noise_multiplier**2 for s in segments
+                               if not math.isinf(s.noise_multiplier)))
+        d_rdp = rdp_to_delta(DEFAULT_ORDERS, rdp_of_segments(segments), epsilon)[0]
+        return min(d_rdp, gaussian_delta(mu_all, epsilon))
 
 
 @dataclass(frozen=True)
@@ -605,63 +449,46 @@ class PldAccountant:
         if not 0.0 < self.rel_tol < 1.0:
             raise InvalidParameterError(f"rel_tol must be in (0, 1), got {self.rel_tol!r}")
 
-    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport:
+        """Upper bound on epsilon at ``delta``; ``extras`` adds the run-level figures of
+        shuffled runs (:mod:`dpaudit.accounting.extras`)."""
         delta = check_delta(delta)
-        segments = run.segments()
-        eps, notes = epsilon_from_segments(
-            segments, delta, interval=self.value_discretization_interval, rel_tol=self.rel_tol
+        eps, notes, method = _epsilon_report(
+            run.segments(), delta, self.value_discretization_interval, self.rel_tol
         )
-        extra: dict[str, float] = {}
-        if any(s.sample_rate < 1.0 for s in segments):
-            method = (
-                "PLD: connect-the-dots discretisation (Doroshenko et al. 2022) + FFT "
-                "composition (Koskela et al. 2021), max over add/remove"
-            )
-        else:
-            method = "exact Gaussian composition (mu-GDP; Balle & Wang 2018 Thm 8)"
-        if run.batching == "shuffle":
-            from dpaudit.accounting import shuffle
+        rep = EpsilonReport.for_run(run, self.name, eps, delta, method=method, notes=notes)
+        if not extras:
+            return rep
+        from dpaudit.accounting.extras import add_run_extras
 
-            extra["epsilon_lower"] = shuffle.epsilon_lower(run, delta)
-            extra["epsilon_if_poisson"] = self.epsilon(run.with_batching("poisson"), delta).epsilon
-            notes = notes + (
-                "shuffled batches: no amplification claimed (one Gaussian per epoch); "
-                "epsilon_lower is a proven lower bound (Chua et al. 2024)",
-            )
-        return EpsilonReport.for_run(
-            run, self.name, eps, delta,
-            parameter=None,
-            sound=True,
-            method=method,
-            notes=notes,
-            extra=extra,
-        )
+        return add_run_extras(self, run, delta, rep)
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float:
         return delta_from_segments(
             run.segments(), check_epsilon(epsilon), interval=self.value_discretization_interval
         )
 
-    def epsilon_curve(self, run: DpSgdRun, delta: float) -> list[float]:
-        """Cumulative epsilon after each epoch (extra segments counted in the last point),
-        composing the epochs' PLDs incrementally on one FFT window (one inverse FFT per
-        epoch)."""
+    def epsilon_curve(
+        self,
+        run: DpSgdRun,
+        delta: float,
+        epochs: Sequence[int] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[float]:
+        """Cumulative epsilon after each epoch in ``epochs`` (1-based, increasing; default
+        every epoch; extra segments count at the last epoch), composing the chunks'
+        PLDs incrementally on one FFT window (one inverse FFT per point)."""
         delta = check_delta(delta)
-        groups = _epoch_groups(run)
+        groups = run.checkpoint_segments(epochs)
         if all(s.sample_rate >= 1.0 or math.isinf(s.noise_multiplier) for g in groups for s in g):
             out, mu2 = [], 0.0
             for g in groups:
                 mu2 += _split(g)[0]
                 out.append(gaussian_epsilon(math.sqrt(mu2), delta))
             return out
-        _check_fft_delta(delta)
-        eps, _, _ = _auto_epsilon(groups, delta, self.value_discretization_interval, self.rel_tol)
+        eps, _, _ = _epsilons(groups, delta, self.value_discretization_interval, self.rel_tol, progress)
         return eps
 
 
 ACCOUNTANT = PldAccountant()
 
-
-def epsilon_curve(run: DpSgdRun, delta: float) -> list[float]:
-    """Cumulative epsilon after each epoch with the default PLD accountant."""
-    return ACCOUNTANT.epsilon_curve(run, delta)

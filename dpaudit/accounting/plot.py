@@ -1,4 +1,4 @@
-"""Plot of cumulative epsilon per epoch for every accountant and batching (``compare --plot``)."""
+"""Plot of cumulative epsilon per epoch for every accountant and batching (``dpaudit compare``'s plot)."""
 
 from __future__ import annotations
 

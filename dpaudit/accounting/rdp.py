@@ -38,18 +38,19 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from dpaudit.accounting.base import EpsilonReport
 from dpaudit.accounting.conversions import (
-    log_erfc,
     rdp_to_delta,
     rdp_to_epsilon,
     rdp_to_epsilon_classic,
-    shuffle_extra,
 )
 from dpaudit.accounting.events import DpSgdRun, GaussianSegment, check_delta, check_epsilon
+from dpaudit.accounting.extras import add_run_extras
+from dpaudit.accounting.gaussian import log_erfc
 from dpaudit.errors import InvalidParameterError
 
 #: dp_accounting's ``RdpAccountant`` default orders (rdp_privacy_accountant.py,
@@ -229,25 +230,6 @@ def _compose(segments: Iterable[GaussianSegment], o: tuple[float, ...]) -> np.nd
     return np.where(np.isnan(total), np.inf, total)
 
 
-def epoch_segments(run: DpSgdRun) -> list[list[GaussianSegment]]:
-    """The run's sound segments split by epoch (``run.segments()`` of ``run.truncate(e+1)``
-    minus those of ``run.truncate(e)``); the run's ``extra_segments`` go with the last epoch."""
-    f = run.sensitivity_factor
-    out: list[list[GaussianSegment]] = []
-    for e, s in enumerate(run.noise_multipliers):
-        if run.batching == "poisson":
-            out.append([GaussianSegment(run.sample_rate, s, run.steps_in_epoch(e))])
-        else:
-            out.append([GaussianSegment(1.0, s / f, 1)])
-    out[-1].extend(run.extra_segments)
-    return out
-
-
-def rdp_of_run(run: DpSgdRun, orders: Sequence[float] = DEFAULT_ORDERS) -> np.ndarray:
-    """Composed RDP curve of ``run`` under its own batching (:meth:`DpSgdRun.segments`)."""
-    return rdp_of_segments(run.segments(), orders)
-
-
 def _skip_notes(curve: np.ndarray, orders: Sequence[float]) -> tuple[str, ...]:
     bad = int(np.sum(~np.isfinite(curve)))
     if bad == 0:
@@ -277,19 +259,19 @@ class RdpAccountant:
         """Composed RDP curve of ``run`` at :attr:`orders`."""
         return _compose(run.segments(), self.orders)
 
-    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
-        """Upper bound on epsilon at ``delta`` for ``run`` under its own batching."""
+    def epsilon(self, run: DpSgdRun, delta: float, *, extras: bool = True) -> EpsilonReport:
+        """Upper bound on epsilon at ``delta`` for ``run`` under its own batching;
+        ``extras`` adds the run-level figures of shuffled runs (:mod:`~dpaudit.accounting.extras`)."""
         delta = check_delta(delta)
         curve = self.curve(run)
         eps, order = rdp_to_epsilon(self.orders, curve, delta)
-        extra, notes = shuffle_extra(self, run, delta)
-        return EpsilonReport.for_run(
+        rep = EpsilonReport.for_run(
             run, self.name, eps, delta,
             parameter=order if math.isfinite(eps) else None,
             method=self.method,
-            notes=_skip_notes(curve, self.orders) + notes,
-            extra=extra,
+            notes=_skip_notes(curve, self.orders),
         )
+        return add_run_extras(self, run, delta, rep) if extras else rep
 
     def epsilon_classic(self, run: DpSgdRun, delta: float) -> float:
         """Epsilon with the classic conversion (Mironov 2017 Prop. 3); looser."""
@@ -299,10 +281,12 @@ class RdpAccountant:
         """Smallest delta certified at ``epsilon`` (inverse conversion, capped at 1)."""
         return rdp_to_delta(self.orders, self.curve(run), check_epsilon(epsilon))[0]
 
-    def epsilon_curve(self, run: DpSgdRun, delta: float) -> list[float]:
-        """Cumulative epsilon after each epoch (RDP curves add up epoch by epoch)."""
+    def epsilon_curve(self, run: DpSgdRun, delta: float, epochs: Sequence[int] | None = None,
+                      progress: Any = None) -> list[float]:
+        """Cumulative epsilon after each epoch in ``epochs`` (default every epoch; RDP
+        curves add up epoch by epoch). ``progress`` is accepted and unused (fast)."""
         delta = check_delta(delta)
-        per_epoch = np.stack([_compose(segs, self.orders) for segs in epoch_segments(run)])
+        per_epoch = np.stack([_compose(segs, self.orders) for segs in run.checkpoint_segments(epochs)])
         with np.errstate(invalid="ignore"):
             cum = np.cumsum(per_epoch, axis=0)
         eps, _ = rdp_to_epsilon(self.orders, cum, delta)

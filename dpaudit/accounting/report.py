@@ -14,15 +14,21 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from dpaudit.accounting import ACCOUNTANTS, SOUND_ACCOUNTANTS, get_accountant
-from dpaudit.accounting.base import EpsilonReport
-from dpaudit.accounting.events import BATCHINGS, DpSgdRun, check_delta
+from dpaudit.accounting import ACCOUNTANTS, SOUND_ACCOUNTANTS, TIGHTEST, get_accountant
+from dpaudit.accounting.curve import epsilon_curve
+from dpaudit.accounting.events import (
+    BATCHINGS,
+    DEFAULT_EPOCHS,
+    DpSgdRun,
+    check_delta,
+    fill_shape_defaults,
+)
+from dpaudit.accounting.extras import ShuffleLower, shuffle_lower, with_shuffle_extras
 from dpaudit.errors import DPAuditError, InvalidParameterError
 
-#: Defaults shown to the user when a flag is omitted (an MNIST-sized run).
-DEFAULT_DATASET_SIZE = 60000
-DEFAULT_BATCH_SIZE = 256
-DEFAULT_EPOCHS = 30
+#: Epochs at which ``compare_run(curves=True)`` evaluates the shuffle lower bound (each
+#: evaluation composes the prefix's epochs).
+LOWER_CURVE_POINTS = 12
 
 
 def parse_noise(value: str | float | Sequence[float]) -> float | tuple[float, ...]:
@@ -54,44 +60,27 @@ def run_from_values(
     steps: int | None = None,
     batching: str = "poisson",
     relation: str | None = None,
+    steps_rule: str = "whole_epochs",
 ) -> DpSgdRun:
-    """Build a :class:`DpSgdRun` from CLI-style values, filling documented defaults
-    (N=60000, B=256, 30 epochs) for what is omitted."""
-    if sample_rate is None:
-        dataset_size = DEFAULT_DATASET_SIZE if dataset_size is None else dataset_size
-        batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    elif dataset_size is not None and batch_size is not None:
-        raise InvalidParameterError("give --sample-rate or --dataset-size/--batch-size, not both")
+    """Build a :class:`DpSgdRun` from CLI-style values, filling the documented defaults
+    (N = 60000, B = 256, 30 epochs; :mod:`dpaudit.accounting.events`) for what is omitted.
+    ``steps_rule`` says how epochs become steps (:data:`~dpaudit.accounting.events.STEPS_RULES`)."""
+    n, b, q = fill_shape_defaults(dataset_size, batch_size, sample_rate)
     if epochs is None and steps is None:
         epochs = DEFAULT_EPOCHS
     elif epochs is not None and steps is not None:
-        raise InvalidParameterError("give --epochs or --steps, not both")
-    if epochs is not None and not (epochs > 0):
-        raise InvalidParameterError(f"epochs must be > 0, got {epochs!r}")
-    if steps is not None and steps < 1:
-        raise InvalidParameterError(f"steps must be >= 1, got {steps!r}")
+        raise InvalidParameterError("give a number of epochs or of steps, not both")
     return DpSgdRun.create(
         noise_multiplier=parse_noise(noise_multiplier),
-        dataset_size=dataset_size,
-        batch_size=batch_size,
-        sample_rate=sample_rate,
+        dataset_size=n,
+        batch_size=b,
+        sample_rate=q,
         epochs=epochs,
         steps=steps,
         batching=batching,
         relation=relation,
+        steps_rule=steps_rule,
     )
-
-
-def _shuffle_lower(run: DpSgdRun, delta: float) -> float | None:
-    try:
-        from dpaudit.accounting.shuffle import epsilon_lower
-    except ImportError:  # pragma: no cover - module always ships
-        return None
-    return float(epsilon_lower(run, delta))
-
-
-def _row(report: EpsilonReport) -> dict[str, Any]:
-    return report.to_dict()
 
 
 def _error_row(name: str, run: DpSgdRun, delta: float, exc: Exception) -> dict[str, Any]:
@@ -107,27 +96,45 @@ def _error_row(name: str, run: DpSgdRun, delta: float, exc: Exception) -> dict[s
     }
 
 
-def account_run(run: DpSgdRun, delta: float, accountant: str = "pld") -> dict[str, Any]:
+def _row(
+    name: str,
+    run: DpSgdRun,
+    delta: float,
+    lower: ShuffleLower | None,
+    *,
+    catch: bool,
+    if_poisson: float | None = None,
+) -> dict[str, Any]:
+    """One accountant's row on ``run``; a shuffled run's row carries the run-level figures
+    (``lower`` computed once by the caller; ``if_poisson`` when already known)."""
+    acc = get_accountant(name)
+    try:
+        rep = acc.epsilon(run, delta, extras=False)
+        if lower is not None:
+            if if_poisson is None:
+                if_poisson = acc.epsilon(run.with_batching("poisson"), delta, extras=False).epsilon
+            rep = with_shuffle_extras(rep, if_poisson=if_poisson, lower=lower)
+    except DPAuditError as exc:
+        if not catch:
+            raise
+        return _error_row(name, run, delta, exc)
+    return rep.to_dict()
+
+
+def account_run(run: DpSgdRun, delta: float, accountant: str = TIGHTEST) -> dict[str, Any]:
     """Account ``run`` at ``delta`` with one accountant or ``"all"``.
 
     Returns a JSON-able dict: ``epsilon``, ``delta``, ``accountant``, ``batching``, ``steps``,
     ``relation``, ``results`` (one row per accountant) and, for shuffled runs,
-    ``epsilon_lower`` (Chua et al. lower bound) and ``epsilon_if_poisson``. With ``"all"``,
-    the headline ``epsilon`` is the smallest *sound* upper bound (the minimum of valid upper
-    bounds is a valid upper bound); heuristics (``yu2019``) never set it.
+    ``epsilon_lower`` (Chua et al. lower bound, ``None`` where no non-trivial bound was
+    obtained) and ``epsilon_if_poisson``. With ``"all"``, the headline ``epsilon`` is the
+    smallest *sound* upper bound (the minimum of valid upper bounds is a valid upper bound);
+    heuristics (``yu2019``) never set it. The lower bound is computed once for the run.
     """
     delta = check_delta(delta)
     names = list(ACCOUNTANTS) if accountant == "all" else [accountant]
-    rows: list[dict[str, Any]] = []
-    for name in names:
-        acc = get_accountant(name)
-        if accountant == "all":
-            try:
-                rows.append(_row(acc.epsilon(run, delta)))
-            except DPAuditError as exc:
-                rows.append(_error_row(name, run, delta, exc))
-        else:
-            rows.append(_row(acc.epsilon(run, delta)))
+    lower = shuffle_lower(run, delta) if run.batching == "shuffle" else None
+    rows = [_row(name, run, delta, lower, catch=accountant == "all") for name in names]
     candidates = [
         r for r in rows
         if r["epsilon"] is not None and r.get("sound", True) and r["accountant"] in SOUND_ACCOUNTANTS
@@ -148,24 +155,24 @@ def account_run(run: DpSgdRun, delta: float, accountant: str = "pld") -> dict[st
     }
     if accountant == "all":
         out["best_accountant"] = head["accountant"]
-    if run.batching == "shuffle":
-        lower = head.get("epsilon_lower")
-        out["epsilon_lower"] = lower if lower is not None else _shuffle_lower(run, delta)
-        if_poisson = head.get("epsilon_if_poisson")
-        if if_poisson is None:
-            acc = get_accountant(head["accountant"])
-            if_poisson = acc.epsilon(run.with_batching("poisson"), delta).epsilon
-        out["epsilon_if_poisson"] = if_poisson
+    if lower is not None:
+        out["epsilon_lower"] = lower.epsilon
+        out["epsilon_if_poisson"] = head.get("epsilon_if_poisson")
     return out
 
 
-def epsilon_curve(run: DpSgdRun, delta: float, accountant: str) -> list[float]:
-    """Cumulative epsilon after each epoch (the accountant's own fast curve when it has one)."""
-    acc = get_accountant(accountant)
-    fn = getattr(acc, "epsilon_curve", None)
-    if fn is not None:
-        return [float(x) for x in fn(run, delta)]
-    return [acc.epsilon(run.truncate(e), delta).epsilon for e in range(1, run.epochs + 1)]
+def _lower_row(run: DpSgdRun, delta: float, lower: ShuffleLower) -> dict[str, Any]:
+    return {
+        "accountant": "chua_lower",
+        "batching": "shuffle",
+        "relation": run.relation,
+        "epsilon": lower.epsilon,
+        "delta": delta,
+        "steps": run.total_steps,
+        "sound": True,
+        "notes": ["lower bound on the true epsilon of shuffled DP-SGD (Chua et al. 2024)",
+                  *lower.notes],
+    }
 
 
 def compare_run(run: DpSgdRun, delta: float, curves: bool = False) -> dict[str, Any]:
@@ -173,45 +180,39 @@ def compare_run(run: DpSgdRun, delta: float, curves: bool = False) -> dict[str, 
 
     Returns ``{"rows": [{"accountant", "batching", "epsilon", "sound", ...}], "delta", ...}``;
     with ``curves=True`` also ``"curves"`` (``"accountant/batching"`` -> eps per epoch) and
-    ``"lower_curves"`` (``"chua_lower/shuffle"`` -> [(epoch, lower bound)]).
+    ``"lower_curves"`` (``"chua_lower/shuffle"`` -> [(epoch, lower bound)]). The shuffle
+    lower bound is computed once, and each shuffled row's ``epsilon_if_poisson`` is the
+    same accountant's Poisson row whenever that row describes the same run.
     """
     delta = check_delta(delta)
     rows: list[dict[str, Any]] = []
     curve_map: dict[str, list[float]] = {}
     lower_curves: dict[str, list[tuple[int, float | None]]] = {}
+    runs = {b: run if run.batching == b else run.with_batching(b) for b in BATCHINGS}
+    poisson_eps: dict[str, float] = {}
     for batching in BATCHINGS:
-        r = run if run.batching == batching else run.with_batching(batching)
+        r = runs[batching]
+        lower = shuffle_lower(r, delta) if batching == "shuffle" else None
+        reuse = lower is not None and r.with_batching("poisson") == runs["poisson"]
         for name in ACCOUNTANTS:
-            try:
-                rep = get_accountant(name).epsilon(r, delta)
-                row = _row(rep)
-            except DPAuditError as exc:
-                row = _error_row(name, r, delta, exc)
+            row = _row(name, r, delta, lower, catch=True,
+                       if_poisson=poisson_eps.get(name) if reuse else None)
+            if batching == "poisson" and row["epsilon"] is not None:
+                poisson_eps[name] = row["epsilon"]
             rows.append(row)
             if curves and row["epsilon"] is not None:
                 try:
-                    curve_map[f"{name}/{batching}"] = epsilon_curve(r, delta, name)
+                    curve_map[f"{name}/{batching}"] = list(epsilon_curve(name, r, delta))
                 except DPAuditError:
                     pass
-        if batching == "shuffle":
-            low = _shuffle_lower(r, delta)
-            if low is not None and curves:
-                # The lower bound costs ~0.1 s per evaluation: sample at most 12 epochs.
-                k = min(12, r.epochs)
+        if lower is not None:
+            rows.append(_lower_row(r, delta, lower))
+            if curves:
+                k = min(LOWER_CURVE_POINTS, r.epochs)
                 pts = sorted({max(1, round(i * r.epochs / k)) for i in range(1, k + 1)})
-                out_pts = [(e, _shuffle_lower(r.truncate(e), delta)) for e in pts]
-                lower_curves[f"chua_lower/{batching}"] = out_pts
-            if low is not None:
-                rows.append({
-                    "accountant": "chua_lower",
-                    "batching": "shuffle",
-                    "relation": r.relation,
-                    "epsilon": low,
-                    "delta": delta,
-                    "steps": r.total_steps,
-                    "sound": True,
-                    "notes": ["lower bound on the true epsilon of shuffled DP-SGD (Chua et al. 2024)"],
-                })
+                lower_curves[f"chua_lower/{batching}"] = [
+                    (e, shuffle_lower(r.truncate(e), delta).epsilon) for e in pts
+                ]
     out: dict[str, Any] = {
         "delta": delta,
         "steps": run.total_steps,

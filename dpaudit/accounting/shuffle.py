@@ -26,14 +26,25 @@ Construction (one-dimensional gradients clipped to [-C, C]; units of the noise s
   (for an epoch of T' batches that may miss the record -- a partial epoch, or T' q < 1 -- a
   w = min(1, T' q) mixture with Phi(m)^{T'}, w the probability that the record is processed).
 * M_e is bucketed on a fine partition (post-processing again), giving finite pairs
-  (P_e^B, Q_e^B). Epochs use independent permutations and noise, so the run's output is
+  (P_e^B, Q_e^B); bucket masses are computed in log space (:func:`log_norm_cdf`), so pairs
+  that are far apart (tiny noise) keep their finite, huge losses. Epochs use independent permutations and noise, so the run's output is
   dominated *from below* by the product of these pairs: by the data-processing inequality
   every hockey-stick divergence of the product is <= that of the real mechanism on (D, D').
 * delta_L(eps) = E_{P^B}[(1 - e^{eps - sum_e L_e})_+] (Sommer et al. 2019, Thm 1) is
   evaluated with every loss rounded *down* to the grid h Z (coupling: a pointwise smaller
   sum gives a smaller expectation), with buckets of negligible mass dropped (only lowers the
-  expectation) and by an FFT linear convolution large enough that nothing wraps around.
-  An allowance for floating-point error is subtracted.
+  expectation), by a circular FFT on a window [lo, lo + N) of the grid. Wrap-around is
+  handled in the safe direction: mass above the window lands at a *lower* loss (lowers the
+  expectation); mass below lo would land higher, so a Chernoff bound on it,
+  P(sum L < lo) <= exp(K(lambda) - lambda lo), lambda < 0, K the log-MGF of the discrete
+  losses, is subtracted in full (each term of the expectation is at most 1). An allowance
+  for floating-point error is subtracted too. The window grows like the spread of the
+  composed loss (~ sqrt(epochs)), not like epochs x the per-epoch width, so the grid stays
+  at h = 1e-3 up to ~10^5 epochs.
+* A lower bound for some of the epochs is one for the whole run (ignoring releases is
+  post-processing). When the whole run needs a coarser grid, the bound of the longest
+  prefix that fits the fine grid is computed too and the larger figure is reported, so a
+  longer run never reports less than its prefix.
 
 Hence delta_L(eps) <= delta_true(eps) for the real mechanism, and epsilon_lower(delta), the
 eps where delta_L crosses delta, is <= the true epsilon. It is also <= the sound
@@ -48,83 +59,112 @@ stated.
 
 Extra (Poisson) segments of a run are ignored (ignoring releases keeps a lower bound valid).
 For ``add_remove`` under shuffling this construction does not apply and the trivial lower
-bound 0 is returned.
+bound 0 is returned (:func:`lower_bound` says so in its notes; reports show no figure).
 """
-
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from dpaudit.accounting.events import DpSgdRun, check_delta, check_epsilon
-from dpaudit.accounting.pld import _Composed, _epsilon_of, norm_sf
+from dpaudit.accounting.gaussian import log_norm_cdf
+from dpaudit.accounting.pld_compose import (
+    ComposedPld,
+    chernoff_orders,
+    chernoff_window,
+    cpow,
+    delta_at,
+    epsilon_of,
+    next_fast_len,
+)
 
 #: Loss grid of the lower bound (nats); losses are rounded down to it.
 LOWER_INTERVAL = 1e-3
-#: Largest linear-convolution length before the grid is coarsened (a looser lower bound).
+#: Largest circular window (cells) before the grid is coarsened (a looser lower bound).
 MAX_CELLS = 1 << 21
-#: Breakpoints of the partition of the per-epoch maximum.
+#: Breakpoints of the partition of the per-epoch maximum (plus dense windows around the
+#: two shifts, see :func:`_breakpoints`).
 _N_BREAKS = 6000
+
+_Spec = tuple[float, int, float]  # (sigma, batches processed T', weight w)
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    """A lower bound on the true epsilon of a shuffled run at one delta.
+
+    Attributes:
+        epsilon: the bound (0.0 = the trivial bound: the construction does not apply or
+            gives nothing here; ``notes`` says which).
+        epochs_used: how many epochs the bound composes (fewer than the run's when only a
+            prefix fits the fine grid; a bound for a prefix is one for the whole run).
+        notes: human-readable remarks.
+    """
+
+    epsilon: float
+    epochs_used: int
+    notes: tuple[str, ...] = ()
 
 
 def _log_cdf_max(m: np.ndarray, shift: float, batches: int, w: float) -> np.ndarray:
     """log P(max_t Y_t <= m) for T' = ``batches`` unit normals of which, with probability
-    ``w``, one is shifted by ``shift`` (exact closed form)."""
-    with np.errstate(divide="ignore"):  # Phi = 0 far below the shift: log = -inf, mass 0
-        log_phi = np.log1p(-norm_sf(m))  # log Phi(m); m >= -8 keeps Phi(m) > 1e-16
-        log_phi_s = np.log1p(-norm_sf(m - shift))
-    shifted = log_phi_s + (batches - 1) * log_phi
+    ``w``, one is shifted by ``shift`` (exact closed form, log space)."""
+    log_phi = log_norm_cdf(m)
+    shifted = log_norm_cdf(m - shift) + (batches - 1) * log_phi
     if w >= 1.0:
         return shifted
-    null = batches * log_phi
-    return np.logaddexp(math.log(w) + shifted, math.log1p(-w) + null)
+    return np.logaddexp(math.log(w) + shifted, math.log1p(-w) + batches * log_phi)
 
 
-def _bucket_masses(log_cdf: np.ndarray) -> np.ndarray:
-    """Masses of (m_k, m_{k+1}] from log CDF values, via the CDF where it is below 1/2 and
-    via the survival function -expm1(log F) above (both well conditioned there)."""
-    f = np.exp(log_cdf)
-    s = -np.expm1(log_cdf)
-    low = f[1:] - f[:-1]
-    high = s[:-1] - s[1:]
-    return np.maximum(np.where(f[1:] < 0.5, low, high), 0.0)
+def _bucket_log_masses(log_cdf: np.ndarray) -> np.ndarray:
+    """log masses of (m_k, m_{k+1}] from log CDF values: F_{k+1} (1 - F_k/F_{k+1}) where
+    the CDF is below 1/2, S_k (1 - S_{k+1}/S_k) with S = 1 - F above (both well
+    conditioned there); -inf for empty buckets."""
+    lf = np.maximum.accumulate(log_cdf)  # a CDF never decreases; rounding could say so
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = lf[1:] + np.log(-np.expm1(lf[:-1] - lf[1:]))
+        ls = np.log(-np.expm1(lf))  # log S
+        high = ls[:-1] + np.log(-np.expm1(ls[1:] - ls[:-1]))
+    out = np.where(lf[1:] < -math.log(2.0), low, high)
+    return np.where(np.isnan(out), -np.inf, out)
 
 
-def _epoch_loss_pmf(
-    sigma: float, batches: int, w: float, h: float, drop_mass: float
-) -> tuple[int, np.ndarray, float]:
-    """Per-epoch lower-bound PLD on the grid h Z: (start index, masses, dropped P-mass)."""
-    a, b = 2.0 / sigma, 1.0 / sigma
+def _breakpoints(a: float, b: float, batches: int) -> np.ndarray:
+    """Partition of the per-epoch maximum (any partition is valid: post-processing):
+    a uniform grid up to the top of the shifted coordinate, refined around the shifts a, b
+    (where P and Q put their mass when the noise is small)."""
     top = a + math.sqrt(2.0 * math.log(max(batches, 2))) + 12.0
-    m = np.linspace(-8.0, top, _N_BREAKS)
-    p = _bucket_masses(_log_cdf_max(m, a, batches, w))
-    q = _bucket_masses(_log_cdf_max(m, b, batches, w))
-    ok = (p > 1e-300) & (q > 1e-300)
-    p, q = p[ok], q[ok]
-    loss = np.log(p) - np.log(q)
-    # Drop the lowest-loss buckets while their total P-mass stays below drop_mass (each
-    # term of delta is in [0, 1], so this lowers delta by at most that mass).
+    dense = np.linspace(-12.0, 12.0, 1201)
+    return np.unique(np.concatenate((np.linspace(-8.0, top, _N_BREAKS), a + dense, b + dense)))
+
+
+def _epoch_losses(spec: _Spec, drop_mass: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-epoch lower-bound pair on the buckets: (P-masses, losses), lowest-loss buckets
+    of total P-mass <= ``drop_mass`` dropped and the highest losses capped at the loss
+    below which all but ``drop_mass`` of the mass lies (both only lower delta)."""
+    sigma, batches, w = spec
+    a, b = 2.0 / sigma, 1.0 / sigma
+    m = _breakpoints(a, b, batches)
+    lp = _bucket_log_masses(_log_cdf_max(m, a, batches, w))
+    lq = _bucket_log_masses(_log_cdf_max(m, b, batches, w))
+    ok = np.isfinite(lp) & np.isfinite(lq) & (lp > -700.0)
+    p, loss = np.exp(lp[ok]), lp[ok] - lq[ok]
+    if p.size == 0:
+        return p, loss
     order = np.argsort(loss)
-    csum = np.cumsum(p[order])
-    n_drop = int(np.searchsorted(csum, drop_mass, side="right"))
+    n_drop = int(np.searchsorted(np.cumsum(p[order]), drop_mass, side="right"))
     keep = order[n_drop:]
     p, loss = p[keep], loss[keep]
-    # Cap the highest losses (round down; lowers delta).
     if p.size == 0:
-        return 0, np.zeros(1), 1.0
+        return p, loss
     rev = np.argsort(-loss)
-    csum_hi = np.cumsum(p[rev])
-    n_cap = int(np.searchsorted(csum_hi, drop_mass, side="right"))
-    cap = loss[rev[min(n_cap, rev.size - 1)]]
-    loss = np.minimum(loss, cap)
-    idx = np.floor(loss / h).astype(np.int64)
-    start = int(idx.min())
-    pmf = np.bincount(idx - start, weights=p)
-    return start, pmf, float(csum[n_drop - 1]) if n_drop > 0 else 0.0
+    n_cap = int(np.searchsorted(np.cumsum(p[rev]), drop_mass, side="right"))
+    return p, np.minimum(loss, loss[rev[min(n_cap, rev.size - 1)]])
 
 
-def _epoch_specs(run: DpSgdRun) -> list[tuple[float, int, float]]:
+def _epoch_specs(run: DpSgdRun) -> list[_Spec]:
     """(sigma in noise-std/C units, batches processed T', weight w) per epoch."""
     # w is the probability that the differing record lies in one of the T' processed
     # batches. Batches hold q N records each (only the last one of a full epoch may be
@@ -135,66 +175,124 @@ def _epoch_specs(run: DpSgdRun) -> list[tuple[float, int, float]]:
     out = []
     for e, s in enumerate(run.noise_multipliers):
         t_e = run.steps_in_epoch(e)
-        w = min(1.0, t_e * run.sample_rate)
-        out.append((float(s), int(t_e), float(w)))
+        out.append((float(s), int(t_e), float(min(1.0, t_e * run.sample_rate))))
     return out
 
 
-def _compose_lower(run: DpSgdRun, delta_scale: float) -> _Composed | None:
-    """The composed lower-bound PLD of the run (``None`` when no bound applies)."""
-    if run.batching != "shuffle" or run.relation == "add_remove":
+def _binned(p: np.ndarray, loss: np.ndarray, h: float) -> tuple[int, np.ndarray]:
+    """Masses on the grid h Z with every loss rounded down: (start index, masses)."""
+    idx = np.floor(loss / h).astype(np.int64)
+    start = int(idx.min())
+    return start, np.bincount(idx - start, weights=p)
+
+
+def _compose(
+    specs: list[_Spec], losses: dict[_Spec, tuple[np.ndarray, np.ndarray]], h: float, log_target: float
+) -> ComposedPld | None:
+    """The composed lower-bound PLD of the epochs ``specs`` on a circular window at grid
+    ``h`` (module docstring), or ``None`` when that window exceeds :data:`MAX_CELLS`."""
+    counts: dict[_Spec, int] = {}
+    for s in specs:
+        counts[s] = counts.get(s, 0) + 1
+    bins = {s: _binned(*losses[s], h) for s in counts}
+    mom = {}
+    for s, (st, pm) in bins.items():
+        grid = (st + np.arange(pm.size)) * h
+        tot = max(float(pm.sum()), 1e-300)
+        mean = float(np.sum(pm * grid)) / tot
+        mom[s] = (mean, float(np.sum(pm * (grid - mean) ** 2)) / tot, grid, pm)
+    var = sum(c * mom[s][1] for s, c in counts.items())
+    lams = chernoff_orders(math.sqrt(var))
+    k_tot = np.zeros(lams.size)
+    for s, c in counts.items():
+        _, _, grid, pm = mom[s]
+        nz = pm > 1e-300
+        x = np.log(pm[nz])[None, :] + lams[:, None] * grid[nz][None, :]
+        mx = x.max(axis=1)
+        k_tot += c * (mx + np.log(np.exp(x - mx[:, None]).sum(axis=1)))
+    mean_tot = sum(c * mom[s][0] for s, c in counts.items())
+    lo, hi = chernoff_window([(mean_tot, var, k_tot)], h, log_target, lams)
+    n = next_fast_len(hi - lo + 1)
+    if n > MAX_CELLS:
         return None
+    spec = np.ones(n // 2 + 1, dtype=complex)
+    for s, c in counts.items():
+        st, pm = bins[s]
+        cells = np.bincount((st + np.arange(pm.size)) % n, weights=pm, minlength=n)
+        spec = spec * cpow(np.fft.rfft(cells), c)
+    probs = np.roll(np.fft.irfft(spec, n=n), -(lo % n))  # cell j <-> index lo + j
+    np.maximum(probs, 0.0, out=probs)
+    neg = lams < 0
+    below = math.exp(min(0.0, float(np.min(k_tot[neg] - lams[neg] * lo * h))))
+    allowance = 4.0 * (len(specs) + 10) * 2.2e-16 * math.log2(max(n, 2)) * math.sqrt(n)
+    return ComposedPld(lo, probs, -(allowance + below), h, allowance)
+
+
+def _lower_pld(run: DpSgdRun, delta_scale: float) -> tuple[list[tuple[ComposedPld, int]], tuple[str, ...]]:
+    """Composed lower-bound PLDs with the number of epochs each composes: the whole run at
+    the finest grid its window allows, plus, if that grid is coarser than
+    :data:`LOWER_INTERVAL`, the longest prefix that fits the fine grid."""
+    if run.batching != "shuffle" or run.relation == "add_remove":
+        return [], ("the Chua et al. construction applies to shuffled batches under the "
+                    "replace relations only",)
     specs = [s for s in _epoch_specs(run) if math.isfinite(s[0])]
     if not specs:
-        return None
+        return [], ("no noisy epoch",)
     drop = 1e-4 * delta_scale / len(specs)
-    h = LOWER_INTERVAL
-    while True:
-        table: dict[tuple[float, int, float], tuple[int, np.ndarray]] = {}
-        counts: dict[tuple[float, int, float], int] = {}
-        for spec in specs:
-            if spec not in table:
-                st, pm, _ = _epoch_loss_pmf(spec[0], spec[1], spec[2], h, drop)
-                table[spec] = (st, pm)
-            counts[spec] = counts.get(spec, 0) + 1
-        width = sum(counts[k] * (table[k][1].size - 1) for k in counts) + 1
-        if width <= MAX_CELLS:
-            break
+    losses = {s: _epoch_losses(s, drop) for s in set(specs)}
+    if any(v[0].size == 0 for v in losses.values()):
+        return [], ("the per-epoch pair has no mass where both worlds do (numerical range)",)
+    span = max(float(loss.max() - loss.min()) for _, loss in losses.values())
+    h = LOWER_INTERVAL * 2.0 ** max(0, math.ceil(math.log2(max(span / LOWER_INTERVAL, 1.0) / (MAX_CELLS / 8))))
+    h_fine = h
+    log_target = math.log(1e-3 * delta_scale)
+    comp = _compose(specs, losses, h, log_target)
+    while comp is None:
         h *= 2.0
-    from dpaudit.accounting.pld import _next_fast_len
+        comp = _compose(specs, losses, h, log_target)
+    out = [(comp, len(specs))]
+    if h > h_fine:
+        k = len(specs) // 2
+        while k >= 1:
+            part = _compose(specs[:k], losses, h_fine, log_target)
+            if part is not None:
+                out.append((part, k))
+                break
+            k //= 2
+    return out, ()
 
-    n = _next_fast_len(width)
-    lo = sum(counts[k] * table[k][0] for k in counts)
-    spec_total = np.ones(n // 2 + 1, dtype=complex)
-    for k, c in counts.items():
-        spec_total = spec_total * np.fft.rfft(table[k][1], n=n) ** c
-    probs = np.fft.irfft(spec_total, n=n)[:width]  # linear convolution: no wrap-around
-    np.maximum(probs, 0.0, out=probs)
-    allowance = 4.0 * (len(specs) + 10) * 2.2e-16 * math.log2(max(n, 2)) * math.sqrt(n)
-    return _Composed(lo, probs, -allowance, h, allowance)
+
+def lower_bound(run: DpSgdRun, delta: float) -> LowerBound:
+    """A lower bound on the true epsilon at ``delta`` of the shuffled run: the adversary of
+    the module docstring achieves it on an explicit pair of neighbouring datasets. The
+    trivial bound 0.0 (with a note) when the construction does not apply or yields nothing."""
+    delta = check_delta(delta)
+    comps, notes = _lower_pld(run, delta)
+    best = LowerBound(0.0, 0, notes)
+    for comp, epochs in comps:
+        eps = epsilon_of(comp, delta)
+        if not math.isfinite(eps):  # cannot happen for a valid lower PLD; stay conservative
+            continue
+        eps = max(0.0, eps - comp.h * 1e-6)
+        if eps > best.epsilon:
+            best = LowerBound(eps, epochs, notes)
+    if best.epsilon > 0.0 and best.epochs_used < run.epochs:
+        best = LowerBound(best.epsilon, best.epochs_used, best.notes + (
+            f"epsilon_lower composes the first {best.epochs_used} of {run.epochs} epochs (the "
+            "whole run needs a coarser loss grid, which gives less; a lower bound for part of "
+            "the run is one for all of it)",))
+    return best
 
 
 def delta_lower(run: DpSgdRun, epsilon: float) -> float:
     """A lower bound on the true delta(epsilon) of the shuffled run (see module docstring);
     0.0 when no bound applies (Poisson batching, ``add_remove``)."""
-    from dpaudit.accounting.pld import _delta_at
-
     epsilon = check_epsilon(epsilon)
-    comp = _compose_lower(run, 1e-12)
-    if comp is None:
-        return 0.0
-    return max(0.0, _delta_at(comp, epsilon))
+    comps, _ = _lower_pld(run, 1e-12)
+    return max([0.0, *(delta_at(c, epsilon) for c, _ in comps)])
 
 
 def epsilon_lower(run: DpSgdRun, delta: float) -> float:
-    """A lower bound on the true epsilon at ``delta`` of the shuffled run: the adversary of
-    the module docstring achieves it on an explicit pair of neighbouring datasets.
-    0.0 when no bound applies (Poisson batching, ``add_remove``)."""
-    delta = check_delta(delta)
-    comp = _compose_lower(run, delta)
-    if comp is None:
-        return 0.0
-    eps = _epsilon_of(comp, delta)
-    if not math.isfinite(eps):  # cannot happen for a valid lower PLD; stay conservative
-        return 0.0
-    return max(0.0, eps - comp.h * 1e-6)
+    """The figure of :func:`lower_bound` (0.0 when no bound applies: Poisson batching,
+    ``add_remove``)."""
+    return lower_bound(run, delta).epsilon

@@ -71,6 +71,117 @@ def _interpolate(pts: list[tuple[float, float]], aim: float) -> float:
     return math.nan
 
 
+class _Search:
+    """State of one :func:`find_scale` search (evaluations in log s, bracket, refusals)."""
+
+    def __init__(self, evaluate: Callable[[float], tuple[float, Any]], target: float, tol: float,
+                 slope: float, s_min: float, s_max: float) -> None:
+        self.evaluate = evaluate
+        self.target = target
+        self.lo_win = target - tol
+        self.slope = slope
+        self.s_min, self.s_max = s_min, s_max
+        self.x_min, self.x_max = math.log(s_min), math.log(s_max)
+        self.aim = math.log(target - 0.2 * tol)
+        self.trace: list[Evaluation] = []
+        self.cache: dict[float, Evaluation] = {}
+        self.refusals: dict[float, OutOfValidityError] = {}
+        self.hi: Evaluation | None = None  # smallest-s point known to spend too little
+        self.lo: Evaluation | None = None  # largest-s point known to spend too much
+        self.widths: list[float] = []  # bracket width (in log s) after each bracketed step
+
+    def ev(self, x: float) -> Evaluation:
+        s = math.exp(x)
+        if s in self.cache:
+            return self.cache[s]
+        try:
+            eps, payload = self.evaluate(s)
+        except OutOfValidityError as exc:
+            eps, payload = math.inf, None
+            self.refusals[s] = exc
+        eps = float(eps)
+        if math.isnan(eps):
+            eps = math.inf
+        e = Evaluation(s, eps, payload)
+        self.cache[s] = e
+        self.trace.append(e)
+        return e
+
+    def accepted(self, e: Evaluation) -> bool:
+        return self.lo_win <= e.epsilon <= self.target
+
+    def record(self, e: Evaluation) -> None:
+        """Update the bracket with ``e``."""
+        if e.epsilon > self.target:
+            if self.lo is None or e.s > self.lo.s:
+                self.lo = e
+        elif self.hi is None or e.s < self.hi.s:
+            self.hi = e
+
+    def recent_points(self) -> list[tuple[float, float]]:
+        pts = [(math.log(t.s), _logeps(t)) for t in self.trace[-3:]]
+        return [p for p in pts if math.isfinite(p[1])]
+
+    def bracketed_step(self, lo: Evaluation, hi: Evaluation) -> float | None:
+        """Next x inside the bracket (Brent-style safeguard), or ``None`` once it has
+        shrunk to relative width 1e-12."""
+        xa, xb = math.log(lo.s), math.log(hi.s)
+        width = xb - xa
+        self.widths.append(width)
+        if width <= 1e-12 * max(1.0, abs(xa)):
+            return None
+        xn = _interpolate(self.recent_points(), self.aim)
+        # Interpolate only inside the bracket, and only while the bracket halves at least
+        # every two steps; otherwise bisect (in log s).
+        stalled = len(self.widths) >= 3 and width > 0.5 * self.widths[-3]
+        if stalled or not (xa < xn < xb):
+            xn = 0.5 * (xa + xb)
+        margin = 1e-6 * width
+        return min(max(xn, xa + margin), xb - margin)
+
+    def extrapolate_step(self, e: Evaluation) -> float:
+        """Not bracketed yet: extrapolate (last two points' slope, else ``slope``), with
+        bounded steps, toward the side that must hold the root; raise when the range
+        [s_min, s_max] cannot hold it."""
+        pts = self.recent_points()
+        xc, yc = math.log(e.s), _logeps(e)
+        xn = _interpolate(pts[-2:], self.aim) if len(pts) >= 2 else math.nan
+        if not math.isfinite(xn):
+            if math.isfinite(yc):
+                xn = xc + (self.aim - yc) / self.slope
+            else:
+                xn = xc + (_MAX_STEP if e.epsilon > 0 else -_MAX_STEP)
+        up = e.epsilon > self.target  # need more noise
+        step = xn - xc
+        if (step <= 0) if up else (step >= 0):
+            step = _MAX_STEP if up else -_MAX_STEP
+        step = max(-_MAX_STEP, min(_MAX_STEP, step))
+        xn = min(max(xc + step, self.x_min), self.x_max)
+        if xn == xc:
+            self.infeasible(e, up)
+        return xn
+
+    def infeasible(self, e: Evaluation, up: bool) -> None:
+        if e.s in self.refusals:
+            raise OutOfValidityError(
+                f"cannot plan: the accountant refuses even at noise scale {e.s:g}: "
+                f"{self.refusals[e.s]}"
+            )
+        if up:
+            raise InvalidParameterError(
+                f"target epsilon {self.target:g} is too small: even noise scale {self.s_max:g} "
+                f"spends {e.epsilon:.4g}"
+            )
+        raise InvalidParameterError(
+            f"target epsilon {self.target:g} is too large: even noise scale {self.s_min:g} "
+            f"spends only {e.epsilon:.4g}"
+        )
+
+
+def _logeps(e: Evaluation) -> float:
+    return math.log(e.epsilon) if 0 < e.epsilon < math.inf else math.nan
+
+
 def find_scale(
     evaluate: Callable[[float], tuple[float, Any]],
     target: float,
@@ -101,107 +212,27 @@ def find_scale(
         InvalidParameterError: the target is infeasible within [s_min, s_max] (too small:
             even s_max spends more; too large: even s_min spends less than target - tol).
     """
-    lo_win = target - tol
-    trace: list[Evaluation] = []
-    cache: dict[float, Evaluation] = {}
-    refusals: dict[float, OutOfValidityError] = {}
-
-    def ev(x: float) -> Evaluation:
-        s = math.exp(x)
-        if s in cache:
-            return cache[s]
-        try:
-            eps, payload = evaluate(s)
-        except OutOfValidityError as exc:
-            eps, payload = math.inf, None
-            refusals[s] = exc
-        eps = float(eps)
-        if math.isnan(eps):
-            eps = math.inf
-        e = Evaluation(s, eps, payload)
-        cache[s] = e
-        trace.append(e)
-        return e
-
-    def accepted(e: Evaluation) -> bool:
-        return lo_win <= e.epsilon <= target
-
-    def logeps(e: Evaluation) -> float:
-        return math.log(e.epsilon) if 0 < e.epsilon < math.inf else math.nan
-
-    aim = math.log(target - 0.2 * tol)
-    x_min, x_max = math.log(s_min), math.log(s_max)
-    x = min(max(math.log(guess), x_min), x_max)
-
-    hi: Evaluation | None = None  # smallest-s point known to spend too little
-    lo: Evaluation | None = None  # largest-s point known to spend too much (eps > target)
-    widths: list[float] = []  # bracket width (in log s) after each bracketed step
-    e = ev(x)
+    st = _Search(evaluate, target, tol, slope, s_min, s_max)
+    e = st.ev(min(max(math.log(guess), st.x_min), st.x_max))
     for _ in range(4 * max_evals):  # each pass evaluates a new point; bound is insurance
-        if accepted(e):
-            return SearchResult(e, True, tuple(trace))
-        if e.epsilon > target:
-            if lo is None or e.s > lo.s:
-                lo = e
-        elif hi is None or e.s < hi.s:
-            hi = e
-        if len(trace) >= max_evals:
+        if st.accepted(e):
+            return SearchResult(e, True, tuple(st.trace))
+        st.record(e)
+        if len(st.trace) >= max_evals:
             break
-        pts = [(math.log(t.s), logeps(t)) for t in trace[-3:]]
-        pts = [p for p in pts if math.isfinite(p[1])]
-        if lo is not None and hi is not None:
-            xa, xb = math.log(lo.s), math.log(hi.s)
-            width = xb - xa
-            widths.append(width)
-            if width <= 1e-12 * max(1.0, abs(xa)):
+        if st.lo is not None and st.hi is not None:
+            xn = st.bracketed_step(st.lo, st.hi)
+            if xn is None:
                 break
-            xn = _interpolate(pts, aim)
-            # Brent-style safeguard: interpolate only inside the bracket, and only while the
-            # bracket halves at least every two steps; otherwise bisect (in log s).
-            stalled = len(widths) >= 3 and width > 0.5 * widths[-3]
-            if stalled or not (xa < xn < xb):
-                xn = 0.5 * (xa + xb)
-            margin = 1e-6 * width
-            xn = min(max(xn, xa + margin), xb - margin)
         else:
-            # Not bracketed yet: extrapolate (last two points' slope, else ``slope``), with
-            # bounded steps, toward the side that must hold the root.
-            xc, yc = math.log(e.s), logeps(e)
-            xn = _interpolate(pts[-2:], aim) if len(pts) >= 2 else math.nan
-            if not math.isfinite(xn):
-                if math.isfinite(yc):
-                    xn = xc + (aim - yc) / slope
-                else:
-                    xn = xc + (_MAX_STEP if e.epsilon > 0 else -_MAX_STEP)
-            up = e.epsilon > target  # need more noise
-            step = xn - xc
-            if (step <= 0) if up else (step >= 0):
-                step = _MAX_STEP if up else -_MAX_STEP
-            step = max(-_MAX_STEP, min(_MAX_STEP, step))
-            xn = min(max(xc + step, x_min), x_max)
-            if xn == xc:
-                if e.s in refusals:
-                    raise OutOfValidityError(
-                        f"cannot plan: the accountant refuses even at noise scale {e.s:g}: "
-                        f"{refusals[e.s]}"
-                    )
-                if up:
-                    raise InvalidParameterError(
-                        f"target epsilon {target:g} is too small: even noise scale {s_max:g} "
-                        f"spends {e.epsilon:.4g}"
-                    )
-                raise InvalidParameterError(
-                    f"target epsilon {target:g} is too large: even noise scale {s_min:g} "
-                    f"spends only {e.epsilon:.4g}"
-                )
-        e = ev(xn)
-
-    if accepted(e):
-        return SearchResult(e, True, tuple(trace))
-    feasible = [t for t in trace if t.epsilon <= target]
+            xn = st.extrapolate_step(e)
+        e = st.ev(xn)
+    if st.accepted(e):
+        return SearchResult(e, True, tuple(st.trace))
+    feasible = [t for t in st.trace if t.epsilon <= target]
     if not feasible:
         raise InvalidParameterError(
             f"could not find a noise scale spending at most epsilon={target:g}"
         )
     best = max(feasible, key=lambda t: (t.epsilon, -t.s))
-    return SearchResult(best, False, tuple(trace))
+    return SearchResult(best, False, tuple(st.trace))

@@ -27,12 +27,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from dpaudit.accounting.base import Accountant, EpsilonReport
+from dpaudit.accounting import TIGHTEST
+from dpaudit.accounting.base import Accountant, EpsilonReport, ProgressFn
+from dpaudit.accounting.curve import CURVE_POINTS
+from dpaudit.accounting.curve import epsilon_curve as _curve
 from dpaudit.accounting.events import (
     BATCHINGS,
+    DEFAULT_DELTA,
+    DEFAULT_EPOCHS,
     DpSgdRun,
     GaussianSegment,
     check_delta,
@@ -88,10 +93,17 @@ def _equivalent_factor(base: DpSgdRun, shape: Sequence[float]) -> float:
     return math.sqrt(sum(k / v**2 for k, v in zip(n, shape)) / sum(n))
 
 
-def _evaluator(acc: Accountant, base: DpSgdRun, shape: Sequence[float], delta: float):
+def _evaluator(acc: Accountant, base: DpSgdRun, shape: Sequence[float], delta: float,
+               progress: ProgressFn | None = None) -> Callable[[float], tuple[float, EpsilonReport]]:
+    count = 0
+
     def evaluate(s: float) -> tuple[float, EpsilonReport]:
+        nonlocal count
         run = base.with_noise([s * v for v in shape])
         rep = acc.epsilon(run, delta)
+        count += 1
+        if progress is not None:
+            progress("noise search", count, None)
         if not rep.sound:
             raise OutOfValidityError("accountant reported an unsound figure")
         return rep.epsilon, rep
@@ -120,53 +132,49 @@ def _slope(evals: Sequence[Any]) -> float:
     return DEFAULT_SLOPE
 
 
-def epsilon_curve(acc: Accountant, run: DpSgdRun, delta: float) -> tuple[float, ...]:
-    """Cumulative epsilon after each epoch: the accountant's ``epsilon_curve`` when it has
-    one, else one evaluation per truncated run."""
-    curve = getattr(acc, "epsilon_curve", None)
-    if curve is not None:
-        return tuple(float(e) for e in curve(run, delta))
-    return tuple(acc.epsilon(run.truncate(e + 1), delta).epsilon for e in range(run.epochs))
+class _WithReleases:
+    """An accountant that adds, to every run it is given, one release per step of that run
+    for each (q, sigma) of ``releases`` (a prefix carries the releases of its own steps)."""
+
+    def __init__(self, inner: Accountant, releases: tuple[tuple[float, float], ...]) -> None:
+        self.inner = inner
+        self.releases = releases
+        self.name = inner.name
+
+    def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
+        return self.inner.epsilon(_with_releases(run, self.releases), delta)
+
+    def delta(self, run: DpSgdRun, epsilon: float) -> float:
+        return self.inner.delta(_with_releases(run, self.releases), epsilon)
 
 
-def solve_plan(
-    target_epsilon: float,
-    delta: float = 1e-5,
-    *,
-    dataset_size: int | None = None,
-    batch_size: int | None = None,
-    sample_rate: float | None = None,
-    epochs: float = 30,
-    batching: str = "poisson",
-    accountant: str | Accountant = "pld",
-    schedule: Schedule | str = "constant",
-    tol: float = TOL,
-    curve: bool = True,
-    per_step_releases: Sequence[tuple[float, float]] = (),
-) -> Plan:
-    """Plan per-epoch noise so the run spends ``target_epsilon`` at ``delta``.
+def epsilon_curve(acc: Accountant, run: DpSgdRun, delta: float,
+                  progress: ProgressFn | None = None) -> tuple[float, ...]:
+    """Cumulative epsilon after each epoch (:func:`dpaudit.accounting.curve.epsilon_curve`)."""
+    return _curve(acc, run, delta, progress=progress)
 
-    Args:
-        target_epsilon: budget epsilon (> 0).
-        delta: budget delta in (0, 1).
-        dataset_size, batch_size: N and B (q = B/N); or give ``sample_rate`` q.
-        epochs: number of epochs (may be fractional: the last epoch is then partial).
-        batching: ``"poisson"`` or ``"shuffle"`` (analysed by each accountant soundly).
-        accountant: a registered sound accountant name (``rdp``, ``ma``, ``cdp``, ``pld``)
-            or an object with ``name`` and ``epsilon(run, delta) -> EpsilonReport``.
-        schedule: a :class:`Schedule` or a schedule name (default parameters).
-        tol: acceptance window width; the plan spends epsilon in [target - tol, target]
-            (the window is narrowed to target/2 for targets below 2 tol).
-        curve: also compute the cumulative epsilon after each epoch.
-        per_step_releases: further releases made once per training step, each a
-            Poisson-subsampled Gaussian ``(sample_rate, noise_multiplier)`` with fixed noise
-            (e.g. the private validation query of update screening); they are composed into
-            every evaluation, so the gradient noise is solved for what is left of the budget.
 
-    Returns:
-        A :class:`Plan`. Raises :class:`InvalidParameterError` for bad input or an
-        infeasible target (too small for sigma_0 <= 1e4, too large for sigma_0 >= 0.01).
-    """
+def _start(acc_name: str, base: DpSgdRun, shape: Sequence[float], target: float, tol: float,
+           delta: float) -> tuple[float, float, int]:
+    """(starting sigma_0, log-log slope, evaluations spent) for the search (module
+    docstring): the analytic guess, refined by an RDP pre-solve of the constant run for
+    costly accountants and non-constant schedules."""
+    guess = _analytic_guess(base.with_noise(shape), target, delta)
+    if acc_name not in _COSTLY and all(v == shape[0] for v in shape):
+        return guess, DEFAULT_SLOPE, 0
+    # Pre-solve the constant-noise run with RDP (one segment: cheap) and map its sigma
+    # to the schedule by equal total zCDP-style cost, sum_t n_t / sigma_t^2.
+    try:
+        _, rdp = _resolve("rdp")
+        pre = find_scale(_evaluator(rdp, base, [1.0] * len(shape), delta), target, tol,
+                         _analytic_guess(base, target, delta), s_min=SCALE_MIN, s_max=SCALE_MAX)
+    except (ImportError, InvalidParameterError, OutOfValidityError):
+        return guess, DEFAULT_SLOPE, 0  # RDP unavailable or out of range: analytic guess
+    return pre.best.s * _equivalent_factor(base, shape), _slope(pre.evaluations), len(pre.evaluations)
+
+
+def _check_request(target_epsilon: float, delta: float, tol: float, batching: str,
+                   schedule: Schedule | str) -> tuple[float, float, Schedule]:
     target = check_epsilon(target_epsilon)
     if target <= 0:
         raise InvalidParameterError("target epsilon must be > 0")
@@ -178,6 +186,57 @@ def solve_plan(
     sched = make_schedule(schedule) if isinstance(schedule, str) else schedule
     if not isinstance(sched, Schedule):
         raise InvalidParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
+    return target, delta, sched
+
+
+def solve_plan(
+    target_epsilon: float,
+    delta: float = DEFAULT_DELTA,
+    *,
+    dataset_size: int | None = None,
+    batch_size: int | None = None,
+    sample_rate: float | None = None,
+    epochs: float = DEFAULT_EPOCHS,
+    batching: str = "poisson",
+    accountant: str | Accountant = TIGHTEST,
+    schedule: Schedule | str = "constant",
+    tol: float = TOL,
+    curve: bool = True,
+    per_step_releases: Sequence[tuple[float, float]] = (),
+    steps_rule: str = "whole_epochs",
+    progress: ProgressFn | None = None,
+) -> Plan:
+    """Plan per-epoch noise so the run spends ``target_epsilon`` at ``delta``.
+
+    Args:
+        target_epsilon: budget epsilon (> 0).
+        delta: budget delta in (0, 1).
+        dataset_size, batch_size: N and B (q = B/N); or give ``sample_rate`` q
+            (:func:`~dpaudit.accounting.events.fill_shape_defaults` fills the documented
+            defaults for callers that want them).
+        epochs: number of epochs (may be fractional: the last epoch is then partial);
+            ``steps_rule`` says how they become steps (``DpSgdRun.create``).
+        batching: ``"poisson"`` or ``"shuffle"`` (analysed by each accountant soundly).
+        accountant: a registered sound accountant name (``rdp``, ``ma``, ``cdp``, ``pld``)
+            or an object with ``name`` and ``epsilon(run, delta) -> EpsilonReport``.
+        schedule: a :class:`Schedule` or a schedule name (default parameters).
+        tol: acceptance window width; the plan spends epsilon in [target - tol, target]
+            (the window is narrowed to target/2 for targets below 2 tol).
+        curve: also compute the cumulative epsilon after each epoch (at most
+            :data:`~dpaudit.accounting.curve.CURVE_POINTS` checkpoints; epochs between take
+            the next checkpoint's value, an upper bound).
+        per_step_releases: further releases made once per training step, each a
+            Poisson-subsampled Gaussian ``(sample_rate, noise_multiplier)`` with fixed noise
+            (e.g. the private validation query of update screening); they are composed into
+            every evaluation, so the gradient noise is solved for what is left of the budget.
+        progress: ``progress(stage, done, total)`` after each accountant evaluation of the
+            search (total ``None``) and each point of the cumulative curve.
+
+    Returns:
+        A :class:`Plan`. Raises :class:`InvalidParameterError` for bad input or an
+        infeasible target (too small for sigma_0 <= 1e4, too large for sigma_0 >= 0.01).
+    """
+    target, delta, sched = _check_request(target_epsilon, delta, tol, batching, schedule)
     name, acc = _resolve(accountant)
     tol = min(tol, target / 2)
 
@@ -189,32 +248,15 @@ def solve_plan(
         sample_rate=sample_rate,
         epochs=epochs,
         batching=batching,
+        steps_rule=steps_rule,
     ), releases)
     shape = sched.shape(base.epochs)
-    shaped = base.with_noise(shape)
-    notes: list[str] = []
-
-    guess = _analytic_guess(shaped, target, delta)
-    slope = DEFAULT_SLOPE
-    n_pre = 0
-    constant = all(v == shape[0] for v in shape)
-    if name in _COSTLY or not constant:
-        # Pre-solve the constant-noise run with RDP (one segment: cheap) and map its sigma
-        # to the schedule by equal total zCDP-style cost, sum_t n_t / sigma_t^2.
-        try:
-            _, rdp = _resolve("rdp")
-            pre = find_scale(_evaluator(rdp, base, [1.0] * len(shape), delta), target, tol,
-                             _analytic_guess(base, target, delta), s_min=SCALE_MIN,
-                             s_max=SCALE_MAX)
-            guess = pre.best.s * _equivalent_factor(base, shape)
-            slope, n_pre = _slope(pre.evaluations), len(pre.evaluations)
-        except (ImportError, InvalidParameterError, OutOfValidityError):
-            pass  # RDP unavailable or out of range here: start from the analytic guess
-
-    res = find_scale(_evaluator(acc, base, shape, delta), target, tol, guess, slope=slope,
+    guess, slope, n_pre = _start(name, base, shape, target, tol, delta)
+    res = find_scale(_evaluator(acc, base, shape, delta, progress), target, tol, guess, slope=slope,
                      s_min=SCALE_MIN, s_max=SCALE_MAX)
     best = res.best
     rep: EpsilonReport = best.payload
+    notes: list[str] = []
     if not res.hit_window:
         notes.append(
             f"{name} epsilon jumps over the window [{target - tol:.6g}, {target:.6g}] "
@@ -223,17 +265,17 @@ def solve_plan(
     notes.extend(rep.notes)
     scale = best.s
     run = base.with_noise([scale * v for v in shape])
-    if curve and releases:
+    cum: tuple[float, ...] = ()
+    if curve:
         # Per-epoch prefixes carry the releases of their own steps.
-        cum = tuple(
-            acc.epsilon(_with_releases(run.truncate(e + 1), releases), delta).epsilon
-            for e in range(run.epochs)
-        )
-    else:
-        cum = epsilon_curve(acc, run, delta) if curve else ()
-
-    rule = None
-    best_case = None
+        cum_acc: Accountant = _WithReleases(acc, releases) if releases else acc
+        cum = epsilon_curve(cum_acc, run, delta, progress)
+        if run.epochs > CURVE_POINTS:
+            notes.append(
+                f"cumulative epsilon computed at {CURVE_POINTS} checkpoint epochs; the epochs "
+                "between take the next checkpoint's value (an upper bound)"
+            )
+    rule = best_case = None
     if isinstance(sched, ValidationDecay):
         rule = ValidationRule(
             initial_sigma=scale,
@@ -242,7 +284,7 @@ def solve_plan(
             min_sigma=sched.min_ratio * scale,
             worst_case=run.noise_multipliers,
         )
-        best_case = acc.epsilon(base.with_noise([scale] * base.epochs), delta).epsilon
+        best_case = acc.epsilon(base.with_noise([scale * v for v in sched.best_shape(base.epochs)]), delta).epsilon
         notes.append(
             "validation schedule: epsilon is the worst case (decay at every opportunity); "
             f"if sigma never decays the run spends {best_case:.4g}"
@@ -267,7 +309,7 @@ def solve_plan(
 
 def compare_schedules(
     target_epsilon: float,
-    delta: float = 1e-5,
+    delta: float = DEFAULT_DELTA,
     *,
     schedules: Sequence[Schedule | str] | None = None,
     **kwargs: Any,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpaudit.accounting import DpSgdRun, GaussianSegment, pld
-from dpaudit.errors import InvalidParameterError, OutOfValidityError
+from dpaudit.accounting import DpSgdRun, GaussianSegment, get_accountant, pld, pld_compose, pld_pmf
+from dpaudit.errors import InvalidParameterError
 
 ACC = pld.ACCOUNTANT
 
@@ -71,15 +71,15 @@ def test_fft_path_sound_and_tight_on_exact_gaussian(sigma, k):
     """The discretise + FFT machinery on a case with a closed form: k Gaussians."""
     mu = math.sqrt(k) / sigma
     for h in (2e-3, 5e-4):
-        pmf = pld._gaussian_pmf(1.0 / sigma, h, -40.0)
-        comp = pld._compose_prefixes([[(pmf, k)]], h, math.log(1e-11))[0]  # 1e-3 x min delta
+        pmf = pld_pmf.gaussian_pmf(1.0 / sigma, h, -40.0)
+        comp = pld_compose.compose_prefixes([[(pmf, k)]], h, math.log(1e-11))[0]  # 1e-3 x min delta
         for delta in (1e-3, 1e-5, 1e-8):
             exact = pld.gaussian_epsilon(mu, delta)
-            got = pld._epsilon_of(comp, delta)
+            got = pld_compose.epsilon_of(comp, delta)
             assert got >= exact * (1 - 1e-9)  # sound
             assert got <= exact * 1.005 + 1e-6  # within 0.5%
         for eps in (0.0, 0.5, 2.0):
-            assert pld._delta_at(comp, eps) >= pld.gaussian_delta(mu, eps) * (1 - 1e-9)
+            assert pld_compose.delta_at(comp, eps) >= pld.gaussian_delta(mu, eps) * (1 - 1e-9)
 
 
 @pytest.mark.parametrize("log_target", [math.log(0.3), math.log(1e-2), math.log(1e-4)])
@@ -88,10 +88,10 @@ def test_narrow_fft_window_stays_sound(log_target):
     an upper bound (a wrong sign in the aliasing argument would fail here)."""
     sigma, k = 4.0, 64
     mu = math.sqrt(k) / sigma
-    pmf = pld._gaussian_pmf(1.0 / sigma, 1e-3, -40.0)
-    comp = pld._compose_prefixes([[(pmf, k)]], 1e-3, log_target)[0]
+    pmf = pld_pmf.gaussian_pmf(1.0 / sigma, 1e-3, -40.0)
+    comp = pld_compose.compose_prefixes([[(pmf, k)]], 1e-3, log_target)[0]
     for eps in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0):
-        assert pld._delta_at(comp, eps) >= pld.gaussian_delta(mu, eps) * (1 - 1e-9)
+        assert pld_compose.delta_at(comp, eps) >= pld.gaussian_delta(mu, eps) * (1 - 1e-9)
 
 
 def test_cpow_matches_power():
@@ -99,7 +99,7 @@ def test_cpow_matches_power():
     x = rng.standard_normal(50) + 1j * rng.standard_normal(50)
     x /= np.abs(x).max()
     for k in (1, 2, 7, 64, 1001):
-        assert np.allclose(pld._cpow(x, k), x**k, rtol=1e-10, atol=1e-300)
+        assert np.allclose(pld_compose.cpow(x, k), x**k, rtol=1e-10, atol=1e-300)
 
 
 def test_single_release_pmf_is_a_dominating_discretisation():
@@ -120,14 +120,14 @@ def test_single_release_pmf_is_a_dominating_discretisation():
         return (1 - math.exp(eps) * (1 - q)) * norm.cdf(x) - q * math.exp(eps) * norm.cdf(x - d)
 
     for direction, exact in (("remove", exact_remove), ("add", exact_add)):
-        pmf = pld._subsampled_pmf(q, sigma, 1e-3, direction, -40.0)
+        pmf = pld_pmf.subsampled_gaussian_pmf(q, sigma, 1e-3, direction, -40.0)
         assert pmf.probs.sum() + pmf.inf_mass == pytest.approx(1.0, abs=1e-12)
         # a valid pair: E_P[e^{-L}] <= 1
         assert float(np.sum(pmf.probs * np.exp(-pmf.losses))) <= 1 + 1e-12
-        comp = pld._Composed(pmf.start, pmf.probs, pmf.inf_mass, pmf.h)
+        comp = pld_compose.ComposedPld(pmf.start, pmf.probs, pmf.inf_mass, pmf.h)
         for eps in (0.0, 0.01, 0.03, 0.1, 0.3, 1.0):
             ref = exact(eps)
-            got = pld._delta_at(comp, eps)
+            got = pld_compose.delta_at(comp, eps)
             assert got >= ref - 1e-15
             assert got <= ref + 1e-6 + 1e-3 * ref
 
@@ -320,11 +320,32 @@ def test_tiny_sigma_subsampled_is_sound():
     assert math.isfinite(rep.epsilon)
 
 
-def test_tiny_delta_refused_on_fft_path_but_fine_for_gaussian():
-    with pytest.raises(OutOfValidityError):
-        ACC.epsilon(_run(0.01, 1.0, 100), 1e-13)
-    run = DpSgdRun.create(sample_rate=1.0, noise_multiplier=1.0, steps=4)
-    assert math.isfinite(ACC.epsilon(run, 1e-30).epsilon)
+def test_tiny_delta_answered_by_a_sound_fallback_not_refused():
+    """Below the FFT path's floor (delta < 1e-11, or the rounding allowance above delta/2)
+    the PLD accountant reports the tightest other sound bound (RDP here) and says so."""
+    run = _run(0.01, 1.0, 100)
+    rdp = get_accountant("rdp").epsilon(run, 1e-13).epsilon
+    rep = ACC.epsilon(run, 1e-13)
+    assert math.isfinite(rep.epsilon) and rep.epsilon == pytest.approx(rdp, rel=1e-12)
+    assert "RDP" in rep.method and any("not applicable" in n for n in rep.notes)
+    assert rep.epsilon > ACC.epsilon(run, 1e-10).epsilon  # monotone in delta across the switch
+    gauss = DpSgdRun.create(sample_rate=1.0, noise_multiplier=1.0, steps=4)
+    assert math.isfinite(ACC.epsilon(gauss, 1e-30).epsilon)
+
+
+def test_small_delta_many_steps_close_to_dp_accounting():
+    """delta = 1e-8 with 4e4 steps: the FFT allowance is above delta/20, the PLD figure
+    is still reported when it is the tightest (min with RDP), close to dp-accounting."""
+    pytest.importorskip("dp_accounting")
+    from dp_accounting.pld import pld_privacy_accountant as ppa
+
+    run = _run(256 / 60000, 1.1, 40000)
+    rep = ACC.epsilon(run, 1e-8)
+    acc = ppa.PLDAccountant(value_discretization_interval=1e-4)
+    acc.compose(run.to_dp_event())
+    ref = acc.get_epsilon(1e-8)
+    assert ref * (1 - 2e-3) <= rep.epsilon <= ref * 1.01
+    assert rep.epsilon < get_accountant("rdp").epsilon(run, 1e-8).epsilon
 
 
 @pytest.mark.parametrize("delta", [0.0, 1.0, -1e-5, float("nan")])

@@ -80,7 +80,9 @@ def test_compare_schedules_table_and_plot(tmp_path):
         ["plan", "--epsilon", "2", "--batch-size", "10", "--sample-rate", "0.1"],
         ["plan", "--epsilon", "2", "--schedule", "exp", "--patience", "3"],
         ["plan", "--epsilon", "1e-9", "-a", "rdp"],
-        ["plan", "--epsilon", "2", "--delta", "1e-12", "--epochs", "2"],  # pld refuses
+        ["plan", "--epsilon", "1e6"],  # used to print RuntimeWarnings, then a NaN error
+        ["plan", "--epsilon", "2", "--out", "/proc/plan.json"],
+        ["plan", "--epsilon", "2", "--plot", "/proc/p.png"],
         ["plan", "--epsilon", "2", "-a", "rdp", "--out", "/nonexistent/dir/plan.json"],
     ],
 )
@@ -104,3 +106,89 @@ def test_plan_never_imports_torch_or_scipy_optimize():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["accountant"] == "pld"
+
+
+# ------------------------------------------------------------------ issue 15
+def test_tiny_delta_is_planned_with_a_sound_fallback():
+    res = _invoke(["plan", "--epsilon", "2", "--delta", "1e-12", "--epochs", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert 1.999 <= out["epsilon"] <= 2.0
+    assert any("RDP" in n for n in out["notes"])
+
+
+def test_outputs_checked_before_solving_and_all_or_nothing(tmp_path, capsys, monkeypatch):
+    import dpaudit.allocation as allocation
+
+    def boom(*a, **k):
+        raise AssertionError("solved before the output check")
+
+    monkeypatch.setattr(allocation, "solve_plan", boom)
+    ok = tmp_path / "ok.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--epsilon", "2", "--out", str(ok), "--plot", "/proc/p.png"])
+    assert exc.value.code == 2 and "/proc" in capsys.readouterr().err
+    assert not ok.exists() and not list(tmp_path.iterdir())
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "matplotlib" else 1)
+    with pytest.raises(SystemExit) as exc:
+        main(["plan", "--epsilon", "2", "--out", str(ok), "--plot", str(tmp_path / "p.png")])
+    assert exc.value.code == 2 and "matplotlib" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_plot_failure_leaves_no_plan_file(tmp_path, monkeypatch):
+    import dpaudit.allocation.plot as plot
+
+    def fail(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plot, "plot_plans", fail)
+    ok = tmp_path / "ok.json"
+    with pytest.raises(SystemExit):
+        main(["plan", "--epsilon", "2", "-a", "rdp", "--epochs", "2", "--out", str(ok),
+              "--plot", str(tmp_path / "p.png")])
+    assert not list(tmp_path.iterdir())
+
+
+def test_plan_out_and_plot_written_together(tmp_path):
+    ok, png = tmp_path / "ok.json", tmp_path / "p.png"
+    res = _invoke(["plan", "--epsilon", "2", "-a", "rdp", "--epochs", "3", "--out", str(ok),
+                   "--plot", str(png)])
+    assert res.exit_code == 0, res.output
+    assert Plan.load(ok).epsilon <= 2.0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    from cli.plan import _progress
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    with _progress() as cb:
+        assert cb is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    with _progress() as cb:
+        cb("noise search", 1, None)
+        cb("cumulative epsilon", 3, 10)
+
+
+def test_many_epochs_plan_reports_progress_and_checkpointed_curve():
+    from dpaudit.accounting.curve import CURVE_POINTS
+    from dpaudit.allocation import solve_plan
+
+    seen = []
+    p = solve_plan(2.0, 1e-5, sample_rate=0.01, epochs=1500, accountant="rdp",
+                   progress=lambda *a: seen.append(a))
+    stages = {s for s, _, _ in seen}
+    assert stages == {"noise search", "cumulative epsilon"}
+    assert len(p.cumulative_epsilon) == 1500 and len(set(p.cumulative_epsilon)) <= CURVE_POINTS
+    assert any("checkpoint" in n for n in p.notes)
+    assert p.cumulative_epsilon[-1] == pytest.approx(p.epsilon, rel=1e-9)
+
+
+def test_plan_choices_come_from_the_library():
+    from cli.plan import plan as cmd
+    from dpaudit.accounting import SOUND_ACCOUNTANTS
+    from dpaudit.allocation import SCHEDULES
+
+    opts = {o.name: o for o in cmd.params}
+    assert list(opts["accountant"].type.choices) == list(SOUND_ACCOUNTANTS)
+    assert list(opts["schedule"].type.choices) == list(SCHEDULES)

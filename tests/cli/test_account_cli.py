@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -107,3 +108,87 @@ def test_click_usage_errors_are_one_line(args, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("dpaudit: error:"), err
+
+
+# ------------------------------------------------------------------ issue 15
+def _cli(args, limit_gib=3):
+    """Run the CLI in a fresh process with RuntimeWarnings as errors and address space
+    bounded (the tiny-sigma case used to try to allocate 93 GiB)."""
+    import resource
+
+    def cap():
+        lim = limit_gib * 2**30
+        resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+
+    return subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "cli.main", *args],
+                          capture_output=True, text=True, timeout=120, preexec_fn=cap)
+
+
+@pytest.mark.parametrize("sigma", ["1e-4", "1e-3", "1e-2"])
+@pytest.mark.parametrize(
+    "extra",
+    [["account"], ["account", "-a", "all"], ["account", "--json"], ["account", "--batching", "shuffle"],
+     ["compare"]],
+)
+def test_tiny_sigma_sound_answer_no_traceback_no_warning(sigma, extra):
+    res = _cli([*extra, "-n", "60000", "-b", "256", "-s", sigma, "-e", "60"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Warning" not in res.stderr and "Traceback" not in res.stderr
+    if "--json" in extra:
+        assert json.loads(res.stdout)["epsilon"] > 1e4
+    if "--batching" in extra:
+        assert ">= 0 " not in res.stdout
+
+
+def test_tiny_delta_many_steps_answered():
+    for args in (["-d", "1e-8", "--steps", "40000"], ["-d", "1e-12"]):
+        res = _invoke(["account", "-s", "1.1", *args, "--json"])
+        assert res.exit_code == 0, res.output
+        out = json.loads(res.output)
+        assert math.isfinite(out["epsilon"]) and out["accountant"] == "pld"
+
+
+def test_steps_rule_expected_matches_opacus_count():
+    whole = json.loads(_invoke(["account", "-s", "1.1", "-e", "60", "--json", "-a", "rdp"]).output)
+    exp = json.loads(_invoke(["account", "-s", "1.1", "-e", "60", "--json", "-a", "rdp",
+                              "--steps-rule", "expected"]).output)
+    steps = json.loads(_invoke(["account", "-s", "1.1", "--steps", "14062", "--json", "-a", "rdp"]).output)
+    assert whole["steps"] == 14040 and exp["steps"] == 14062
+    assert exp["epsilon"] == pytest.approx(steps["epsilon"], rel=1e-12)
+
+
+def test_compare_plot_refused_before_the_work(tmp_path, capsys, monkeypatch):
+    import dpaudit.accounting.report as report
+
+    def boom(*a, **k):  # the work must not start
+        raise AssertionError("compare ran before the output check")
+
+    monkeypatch.setattr(report, "compare_run", boom)
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "-s", "1.0", "-e", "2", "--plot", "/proc/p.png"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "/proc" in err
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "matplotlib" else 1)
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "-s", "1.0", "-e", "2", "--plot", str(tmp_path / "c.png")])
+    assert exc.value.code == 2 and "matplotlib" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_compare_shuffled_json_rows_carry_run_figures():
+    res = _invoke(["compare", "-s", "1.1", "-e", "3", "--batching", "shuffle", "--json"])
+    rows = json.loads(res.output)["rows"]
+    lower = [r for r in rows if r["accountant"] == "chua_lower"]
+    assert len(lower) == 1 and lower[0]["epsilon"] > 0
+    for r in rows:
+        if r["batching"] == "shuffle" and r["accountant"] != "chua_lower":
+            assert r["epsilon_lower"] == lower[0]["epsilon"]
+            assert r["epsilon_if_poisson"] is not None
+
+
+def test_choice_lists_come_from_the_library():
+    from cli.account import ACCOUNTANT_CHOICES
+    from dpaudit.accounting import ACCOUNTANTS
+
+    assert ACCOUNTANT_CHOICES == [*ACCOUNTANTS, "all"]
