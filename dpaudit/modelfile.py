@@ -27,6 +27,9 @@ from typing import Any
 
 from dpaudit.errors import UntrustedFileError
 
+#: The format tag of a dpaudit model file (written by ``dpaudit.training.checkpoint.save_model``).
+MODEL_FORMAT = "dpaudit-model/1"
+
 #: The first line of a weights-only refusal names an unknown global with this text.
 _UNKNOWN_GLOBAL = "unsupported global"
 
@@ -89,8 +92,6 @@ def read_model_object(path: str | os.PathLike[str], device: str = "cpu") -> tupl
 def check_dpaudit_payload(obj: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     """``obj`` (from :func:`read_model_object`) as a dpaudit model payload, or
     :class:`NotADpauditModelError` / :class:`UntrustedFileError` saying what it lacks."""
-    from dpaudit.training.checkpoint import MODEL_FORMAT
-
     if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
         raise NotADpauditModelError(f"{path} is not a dpaudit model file ({MODEL_FORMAT})")
     if not isinstance(obj.get("state_dict"), dict) or not isinstance(obj.get("metadata"), dict):

@@ -240,7 +240,7 @@ def target_from_third_party(
     if kind == "torchscript":
         model = obj
     else:
-        from dpaudit.training.checkpoint import MODEL_FORMAT
+        from dpaudit.modelfile import MODEL_FORMAT
 
         if isinstance(obj, dict) and obj.get("format") == MODEL_FORMAT:
             obj = obj.get("state_dict")

@@ -1,9 +1,9 @@
 """model.pt: ``{"format": "dpaudit-model/1", "state_dict": ..., "metadata": {...}}``.
 
 Saved with ``torch.save`` to a temporary file then renamed (:func:`dpaudit.io.atomic_path`),
-so an interrupted run never leaves a half-written model. Loaded with
-``torch.load(weights_only=True)`` only: model files are untrusted, and the weights-only
-unpickler accepts tensors and plain containers but never arbitrary objects. ``metadata`` is
+so an interrupted run never leaves a half-written model. Loaded through the one safe loader,
+:mod:`dpaudit.modelfile` (``torch.load(weights_only=True)`` only: model files are untrusted, and
+the weights-only unpickler accepts tensors and plain containers but never arbitrary objects). ``metadata`` is
 JSON-able (see :func:`dpaudit.training.trainer.train`).
 """
 
@@ -18,9 +18,7 @@ from torch import nn
 
 from dpaudit.errors import UntrustedFileError
 from dpaudit.io import atomic_path
-from dpaudit.training.models import build_model
-
-MODEL_FORMAT = "dpaudit-model/1"
+from dpaudit.modelfile import MODEL_FORMAT, build_dpaudit_model, read_dpaudit_model
 
 
 def save_model(path: str | os.PathLike[str], model: nn.Module, metadata: dict[str, Any]) -> None:
@@ -33,21 +31,12 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, metadata: dict[st
 
 
 def read_model_file(path: str | os.PathLike[str], device: str = "cpu") -> dict[str, Any]:
-    """The raw ``{"format", "state_dict", "metadata"}`` dict, loaded weights-only."""
-    try:
-        obj = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not trusted"
-        raise UntrustedFileError(
-            f"{path}: not a loadable dpaudit model file ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
-    if not isinstance(obj, dict) or obj.get("format") != MODEL_FORMAT:
-        raise UntrustedFileError(f"{path}: not a {MODEL_FORMAT} file")
-    if not isinstance(obj.get("state_dict"), dict) or not isinstance(obj.get("metadata"), dict):
-        raise UntrustedFileError(f"{path}: missing state_dict or metadata")
-    return obj
+    """The raw ``{"format", "state_dict", "metadata"}`` dict, read once, weights-only (the one
+    safe loader, :func:`dpaudit.modelfile.read_dpaudit_model`); tensors are moved to ``device``."""
+    payload = read_dpaudit_model(path)
+    if str(device) != "cpu":
+        payload = {**payload, "state_dict": {k: v.to(device) for k, v in payload["state_dict"].items()}}
+    return payload
 
 
 def load_model(
@@ -58,22 +47,13 @@ def load_model(
 
     For ``arch == "custom"`` pass an instance of the user's architecture as ``model``.
     """
-    obj = read_model_file(path, device)
-    meta = obj["metadata"]
+    payload = read_dpaudit_model(path)
+    meta = payload["metadata"]
     if model is None:
-        if meta.get("arch") == "custom":
-            raise UntrustedFileError(
-                f"{path}: trained with a custom nn.Module; pass an instance as load_model(..., model=)"
-            )
-        try:
-            model = build_model(
-                meta["arch"], tuple(meta["input_shape"]), int(meta["num_classes"]),
-                **(meta.get("arch_kwargs") or {}),
-            )
-        except (KeyError, TypeError) as exc:
-            raise UntrustedFileError(f"{path}: metadata cannot rebuild the model ({exc})") from None
+        return build_dpaudit_model(payload, path, device), meta
     try:
-        model.load_state_dict(obj["state_dict"])
+        model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise UntrustedFileError(f"{path}: weights do not fit the architecture ({str(exc).splitlines()[0]})") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UntrustedFileError(f"{path}: weights do not fit the architecture ({first})") from None
     return model.to(device).eval(), meta

@@ -19,8 +19,8 @@ from typing import Any
 
 from dpaudit.accounting.base import EpsilonReport
 from dpaudit.io import to_jsonable
+from dpaudit.modelfile import MODEL_FORMAT
 from dpaudit.training.budget import PrivacyBudget
-from dpaudit.training.checkpoint import MODEL_FORMAT
 from dpaudit.training.config import TrainConfig
 from dpaudit.training.data import Dataset
 from dpaudit.training.split import Split

@@ -61,9 +61,6 @@ def test_tiny_sigma_with_rdp_is_fast_and_sound(digits):
     assert m["epsilon"] > 1e6  # no meaningful privacy: said, not hidden
 
 
-@pytest.mark.xfail(raises=MemoryError, strict=True,
-                   reason="the pld accountant answers tiny sigma only with the accounting part "
-                          "of issue 15; remove this marker once it is merged")
 def test_tiny_sigma_with_the_default_accountant_answers_or_refuses(digits):
     try:
         m = train(TrainConfig(noise_multiplier=1e-4, epochs=1), dataset=digits,

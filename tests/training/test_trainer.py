@@ -149,7 +149,7 @@ def test_loading_refuses_pickled_objects(tmp_path):
     with pytest.raises(UntrustedFileError):
         load_model(tmp_path / "junk.pt")
     torch.save({"format": "other"}, tmp_path / "other.pt")
-    with pytest.raises(UntrustedFileError, match="not a dpaudit-model"):
+    with pytest.raises(UntrustedFileError, match="not a dpaudit model file"):
         load_model(tmp_path / "other.pt")
 
 
