@@ -42,12 +42,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import importlib.util
 import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dpaudit.errors import DPAuditError, InvalidParameterError
@@ -111,6 +112,25 @@ def _cluster_messages_to_stderr() -> None:
 
     setattr(to_stderr, "dpaudit_stderr", True)  # noqa: B010 - marks the wrapper
     ray_worker.print_to_stdstream = to_stderr
+
+
+@contextlib.contextmanager
+def _runtime_shielded_from_ctrl_c() -> Iterator[None]:
+    """Block SIGINT while the local runtime's processes start: they inherit the blocked
+    mask, so Ctrl-C at a terminal (which signals the whole foreground process group) reaches
+    only the driver, which cancels the tasks and shuts the runtime down -- a runtime killed
+    under its driver makes the driver crash at exit. A Ctrl-C during the start is delivered
+    when the block ends. Without ``pthread_sigmask`` (not POSIX) nothing changes."""
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _call(fn: Callable[..., Any], threads: int, *args: Any, **kwargs: Any) -> Any:
@@ -202,7 +222,8 @@ class RayExecutor(cf.Executor):
         if not ray.is_initialized():
             try:
                 if self._address is None:
-                    ray.init(**local_runtime_options())
+                    with _runtime_shielded_from_ctrl_c():
+                        ray.init(**local_runtime_options())
                 else:
                     ray.init(address=self._address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
