@@ -23,7 +23,10 @@ pool keeps ``workers x threads_per_worker`` CPUs busy; ``workers`` defaults to
 :func:`dpaudit.runtime.default_workers` (the CPUs of the affinity mask divided by
 ``threads_per_worker``). ``thread`` workers share this process's torch threads (set them with
 :func:`dpaudit.runtime.configure_threads`) and default to the CPUs of the affinity mask;
-``inline`` runs each call in the caller.
+``inline`` runs each call in the caller. ``ray`` tasks ask Ray for ``threads_per_worker`` CPUs
+each and run with that many threads (the same :func:`~dpaudit.runtime.configure_worker`); a
+local Ray runtime has one CPU resource per CPU of the affinity mask, and ``workers`` (tasks in
+flight) defaults to those CPUs divided by ``threads_per_worker``.
 """
 
 from __future__ import annotations

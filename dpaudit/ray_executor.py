@@ -227,9 +227,12 @@ class RayExecutor(cf.Executor):
                 else:
                     ray.init(address=self._address, log_to_driver=False, logging_level=logging.ERROR)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = "a local Ray runtime" if self._address is None else f"the Ray cluster at {self._address}"
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise TaskFailedError(f"could not start or join {where}: {first}") from None
+                if self._address is None:
+                    raise TaskFailedError(f"could not start a local Ray runtime: {first}") from None
+                raise TaskFailedError(
+                    f"could not join the Ray cluster at {self._address}: {first} (is it running? with token "
+                    "authentication and an explicit address, set RAY_AUTH_MODE=token)") from None
             self._owns_runtime = True
         _cluster_messages_to_stderr()
         resources = ray.cluster_resources()
