@@ -243,7 +243,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--data-dir", default=os.environ.get("DPAUDIT_DATA"))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    ap.add_argument("--jobs", type=int, default=1, help="parallel worker processes (Ray: tasks at once)")
+    ap.add_argument("--executor", choices=("process", "ray"), default="process",
+                    help="runs in local worker processes or as Ray tasks (docs/scaling.md)")
+    ap.add_argument("--ray-address", default=None,
+                    help="Ray cluster for --executor ray (default: $DPAUDIT_RAY_ADDRESS, else a local runtime)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--ema", type=float, default=0.995, help="EMA decay (negative: off)")
     ap.add_argument("--tune", action="store_true", help="score on a validation split, not the test set")
@@ -284,11 +288,12 @@ def _run_all(cells: list[tuple[str, dict]], opts: dict, a: argparse.Namespace,
     each (:func:`dpaudit.executors.make_executor`, the project's thread policy)."""
     from dpaudit.executors import make_executor
 
-    if a.jobs <= 1:  # in order, each result saved as it comes
+    if a.jobs <= 1 and a.executor == "process":  # in order, each result saved as it comes
         for key, c in cells:
             done(key, run_cell(c, opts))
         return
-    with make_executor("process", a.jobs, threads_per_worker=a.threads) as ex:
+    with make_executor(a.executor, a.jobs, threads_per_worker=a.threads, address=a.ray_address,
+                       device=a.device) as ex:
         futs = {ex.submit(run_cell, c, opts): key for key, c in cells}
         for f in as_completed(futs):
             try:

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from cli.common import echo_json
+from cli.common import echo_json, executor_options, open_executor
 from dpaudit.attacks.options import ATTACK_CHOICES
 from dpaudit.stats import METHODS
 
@@ -22,9 +22,8 @@ from dpaudit.stats import METHODS
                    "(LiRA trains shadow models: ask for it with --attack lira or all).")
 @click.option("--shadow-models", "-k", type=int, default=8, show_default=True,
               help="Number of LiRA shadow models (each trained on a random half).")
-@click.option("--workers", type=int, default=None,
-              help="Processes training shadow models (1 = in-process; default: in-process for "
-                   "digits, min(CPUs, 4) for MNIST-sized data).")
+@executor_options(default=None, workers_help="Shadow models trained at once (1 = in-process without --executor; "
+                                              "default: in-process for digits, min(CPUs, 4) processes for MNIST-sized data).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with the MNIST / Fashion-MNIST files (default: the model's, or $DPAUDIT_DATA).")
 @click.option("--confidence", type=float, default=0.95, show_default=True,
@@ -53,7 +52,7 @@ from dpaudit.stats import METHODS
               help="Third-party model: its claimed epsilon.")
 @click.option("--claimed-delta", type=float, default=None,
               help="Third-party model: its claimed delta.")
-def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, method, report_dir,
+def attack(model_path, attacks, shadow_models, executor, workers, ray_address, data_dir, confidence, method, report_dir,
            as_json, device, seed, inversion_iters, members_npz, nonmembers_npz, arch,
            num_classes, claimed_epsilon, claimed_delta):
     """Attack MODEL (a model.pt from `dpaudit train`, or a third-party model with
@@ -97,7 +96,8 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
             raise NotADpauditModelError(
                 f"{exc}; for other models give --members X.npz --non-members Y.npz (and --arch for a state_dict)"
             ) from None
-    report = run_attacks(target, options)
+    with open_executor(executor, workers, ray_address, device=device) as ex:
+        report = run_attacks(target, options, executor=ex)
     if report_dir is not None:
         write_report(report, report_dir)
     if as_json:

@@ -12,11 +12,10 @@ import sys
 
 import click
 
-from cli.common import echo_json
+from cli.common import echo_json, executor_options, open_executor
 from dpaudit.accounting.events import BATCHINGS
 from dpaudit.audit.checks import CHECK_GROUPS, CHECKS
 from dpaudit.audit.loading import BUILTIN_ADAPTERS
-from dpaudit.executors import EXECUTORS
 
 
 @click.command("audit")
@@ -43,15 +42,14 @@ from dpaudit.executors import EXECUTORS
 @click.option("--canary-steps", type=int, default=None, help="Audit only the first steps (cheaper, looser).")
 @click.option("--confidence", type=float, default=0.95, show_default=True, help="Family-wise confidence.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--executor", default="process", show_default=True, type=click.Choice(EXECUTORS))
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Executor workers (default: the executor's).")
+@executor_options(default="process")
 @click.option("--device", default="cpu", show_default=True, help="Device of the built-in adapters (cpu, cuda, cuda:N).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False),
               help="Write report.json and report.md into this folder.")
 def audit(trainer, model_path, builtin, epsilon, delta, sample_rate, batch_size, dataset_size, noise_multiplier, clip, steps,
-          batching, checks, runs, canaries, canary_steps, confidence, seed, executor, workers, device, as_json,
-          report_dir):
+          batching, checks, runs, canaries, canary_steps, confidence, seed, executor, workers, ray_address, device,
+          as_json, report_dir):
     """Verify a DP trainer: probes, canary audits and re-accounting, one verdict per check."""
     from dpaudit.audit import Claim, check_options, parse_adapter_spec, resolve_checks
     from dpaudit.io import check_output_dir
@@ -93,8 +91,9 @@ def audit(trainer, model_path, builtin, epsilon, delta, sample_rate, batch_size,
         if not as_json:
             click.echo(f"... {name}", err=True)
 
-    report = run_audit(adapter, checks=checks, confidence=confidence, runs=runs, canaries=canaries,
-                       canary_steps=canary_steps, seed=seed, executor=executor, workers=workers, progress=progress)
+    with open_executor(executor, workers, ray_address, device=device) as ex:
+        report = run_audit(adapter, checks=checks, confidence=confidence, runs=runs, canaries=canaries,
+                           canary_steps=canary_steps, seed=seed, executor=ex, workers=workers, progress=progress)
     if report_dir:
         report.write(report_dir)
     if as_json:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from dpaudit.errors import InvalidParameterError
-from dpaudit.executors import InlineExecutor, make_executor  # noqa: F401  (InlineExecutor re-exported)
+from dpaudit.executors import InlineExecutor, make_executor, share, shares_objects  # noqa: F401  (InlineExecutor re-exported)
 from dpaudit.runtime import available_cpus
 
 #: Below this many shadows the variance is pooled over examples (Carlini et al. 2022, Sec. IV).
@@ -104,15 +104,17 @@ def _dataset_for(config: dict, pool_test: bool = False):
     return _DATASETS[pkey]
 
 
-def train_shadow(task: ShadowTask) -> np.ndarray:
-    """Run one :class:`ShadowTask` (module-level so process pools can pickle it)."""
+def train_shadow(task: ShadowTask, dataset=None) -> np.ndarray:
+    """Run one :class:`ShadowTask` (module-level so process pools can pickle it) on
+    ``dataset`` (the data as the task's indices see it, e.g. shared by :func:`run_shadows`),
+    else on the data set named by its configuration, loaded once per worker."""
     from dpaudit.attacks.membership import logit_confidence, predict_logits
     from dpaudit.training import TrainConfig, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in task.config.items() if k in fields})
     cfg = dataclasses.replace(cfg, device=task.device)
-    ds = _dataset_for(task.config, task.pool_test)
+    ds = _dataset_for(task.config, task.pool_test) if dataset is None else dataset
     res = train(cfg, dataset=ds, members=task.members, progress=False)
     x, y = ds.x_train[task.population], ds.y_train[task.population]
     return logit_confidence(predict_logits(res.model, x, task.device), y)
@@ -133,14 +135,19 @@ def run_shadows(
     *,
     workers: int | None = None,
     progress: bool = False,
+    dataset=None,
 ) -> np.ndarray:
     """Run the tasks through ``executor`` (default :func:`default_executor`); returns the
-    (K, N) array of ``phi`` in task order.  Shows a tqdm bar on stderr when ``progress``."""
+    (K, N) array of ``phi`` in task order.  Shows a tqdm bar on stderr when ``progress``.
+    ``dataset`` (the data the tasks' indices refer to) goes to executors that share objects
+    (:func:`dpaudit.executors.shares_objects`: in-process, Ray's object store) once for all
+    tasks; process pools' workers load it themselves."""
     own = executor is None
     ex = default_executor(workers) if executor is None else executor
     out: list[np.ndarray] = [np.empty(0)] * len(tasks)
     try:
-        futures = {ex.submit(train_shadow, t): i for i, t in enumerate(tasks)}
+        data = (share(ex, dataset),) if dataset is not None and shares_objects(ex) else ()
+        futures = {ex.submit(train_shadow, t, *data): i for i, t in enumerate(tasks)}
         done = cf.as_completed(futures)
         if progress:
             from tqdm.auto import tqdm
@@ -249,7 +256,9 @@ def lira(
     reused in this process (worker processes load their own copy).  ``executor`` / ``workers``:
     see :func:`run_shadows`; with neither given, small data sets (< :data:`POOL_MIN_TRAIN`
     train images) train in-process and larger ones in a process pool.  Seeds: the assignment
-    uses ``seed``; shadow k trains with seed ``config["seed"] + 1000 * (seed + 1) + k``.
+    uses ``seed``; shadow k trains with seed ``config["seed"] + 1000 * (seed + 1) + k``, which
+    also drives its batch sampling and noise (``reproducible=True``), so the scores do not
+    depend on the executor or the worker that trains it.
     ``pool_test=True``: indices refer to :func:`pooled` data (train split, then test split),
     for targets trained on their whole train split whose non-members are test images.
     """
@@ -271,7 +280,9 @@ def lira(
     tasks = [
         ShadowTask(
             index=k,
-            config={**config, "seed": base_seed + k, "threads": 1},
+            # reproducible: sampling and noise from the seed too (a shadow is the attacker's
+            # own model), so every executor gives the same shadows for the same seed
+            config={**config, "seed": base_seed + k, "threads": 1, "reproducible": True},
             members=population[in_mask[k]],
             population=population,
             device=device,
@@ -281,7 +292,7 @@ def lira(
     ]
     if executor is None and workers is None and len(ds.y_train) < POOL_MIN_TRAIN:
         workers = 1  # small data: spawning workers costs more than the shadows (measured)
-    shadow_phi = run_shadows(tasks, executor, workers=workers, progress=progress)
+    shadow_phi = run_shadows(tasks, executor, workers=workers, progress=progress, dataset=ds)
     x, y = ds.x_train[population], ds.y_train[population]
     target_phi = logit_confidence(predict_logits(target_model, x, device), y)
     gv = global_variance

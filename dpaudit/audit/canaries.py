@@ -61,7 +61,7 @@ from dpaudit.audit.probe_model import (
     run_generator,
 )
 from dpaudit.audit.verdict import PASS, VIOLATION, CheckResult
-from dpaudit.executors import chunks, make_executor
+from dpaudit.executors import chunks, make_executor, share
 
 #: Use the trainer's own sampler while ``dataset_size * steps`` stays below this (cost).
 SAMPLER_BUDGET = 20_000_000
@@ -149,13 +149,16 @@ def canary_scores(adapter: TrainerAdapter, *, runs: int, seed: int = 0, steps: i
     flags = [i % 2 == 0 for i in range(total)]
     ex = make_executor(executor, workers)
     n_parts = 1 if executor in (None, "inline") else 4 * (workers or 4)
-    futs = [ex.submit(_run_chunk, adapter, [seeds[i] for i in r], [flags[i] for i in r], t_steps)
+    shared = share(ex, adapter)  # Ray: stored once, not once per chunk
+    futs = [ex.submit(_run_chunk, shared, [seeds[i] for i in r], [flags[i] for i in r], t_steps)
             for r in chunks(total, n_parts)]
     res: list[tuple[float, bool]] = []
-    for f in futs:
-        res.extend(f.result())
-    if not isinstance(executor, Executor):
-        ex.shutdown()
+    try:
+        for f in futs:
+            res.extend(f.result())
+    finally:  # an executor made here: cancel what is left if a run failed or on Ctrl-C
+        if not isinstance(executor, Executor):
+            ex.shutdown(cancel_futures=True)
     scores = np.array([r[0] for r in res])
     fl = np.array(flags)
     return scores[fl], scores[~fl], all(r[1] for r in res)
