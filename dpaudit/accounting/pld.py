@@ -65,7 +65,6 @@ from dpaudit.accounting.pld_compose import (
     delta_at,
     epsilon_of,
 )
-from dpaudit.accounting.random_allocation import allocation_cells, allocation_pmf
 from dpaudit.accounting.pld_pmf import (
     DIRECTIONS,
     LossPmf,
@@ -74,6 +73,7 @@ from dpaudit.accounting.pld_pmf import (
     subsampled_gaussian_cells,
     subsampled_gaussian_pmf,
 )
+from dpaudit.accounting.random_allocation import allocation_cells, allocation_pmf
 from dpaudit.errors import InvalidParameterError
 
 __all__ = [

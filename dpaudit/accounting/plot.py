@@ -16,12 +16,15 @@ _LOWER_LABEL = {"shuffle": "shuffle: proven lower bound (Chua et al.)",
 def plot_compare(table: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """Draw ``table["curves"]`` (from :func:`dpaudit.accounting.report.compare_run` with
     ``curves=True``): epsilon vs epochs, solid for Poisson, dashed for shuffle, dash-dot for
-    balls-in-bins; the proven lower bounds dotted with markers."""
+    balls-in-bins (``pld`` only: the other accountants claim no amplification there, their
+    curves repeat the shuffled ones); the proven lower bounds dotted with markers."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     colors: dict[str, Any] = {}
     for key, curve in sorted(table.get("curves", {}).items()):
         name, batching = key.split("/")
+        if batching == "balls_in_bins" and name != "pld":
+            continue
         color = colors.setdefault(name, f"C{len(colors)}")
         ax.plot(
             range(1, len(curve) + 1), curve, color=color,
@@ -38,6 +41,6 @@ def plot_compare(table: dict[str, Any], path: str | os.PathLike[str]) -> None:
     ax.set_ylabel(f"epsilon (delta = {table['delta']:g})")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("Cumulative epsilon: accountants x batching")
     save_figure(fig, path)
