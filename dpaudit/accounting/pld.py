@@ -367,13 +367,13 @@ def other_bounds(checkpoints: Sequence[Sequence[Segment]], delta: float) -> list
     from dpaudit.accounting.conversions import rdp_to_epsilon
     from dpaudit.accounting.rdp import DEFAULT_ORDERS, rdp_of_segments
 
-    checkpoints = [_no_amplification(grp) for grp in checkpoints]
+    plain = [_no_amplification(grp) for grp in checkpoints]
     with np.errstate(invalid="ignore", over="ignore"):
-        cum = np.cumsum(np.stack([rdp_of_segments(grp) for grp in checkpoints]), axis=0)
+        cum = np.cumsum(np.stack([rdp_of_segments(grp) for grp in plain]), axis=0)
     rdp_eps = np.atleast_1d(rdp_to_epsilon(DEFAULT_ORDERS, cum, delta)[0])
     out = []
     mu2 = 0.0
-    for grp, e_rdp in zip(checkpoints, rdp_eps):
+    for grp, e_rdp in zip(plain, rdp_eps):
         mu2 += sum(s.count / s.noise_multiplier**2 for s in grp if not math.isinf(s.noise_multiplier))
         e_gauss = gaussian_epsilon(math.sqrt(mu2), delta)
         out.append((float(e_rdp), "RDP") if e_rdp <= e_gauss else (e_gauss, "no-amplification Gaussian"))

@@ -23,7 +23,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dpaudit.accounting import BATCHINGS, SOUND_ACCOUNTANTS
+from dpaudit.accounting import BATCHINGS, SOUND_ACCOUNTANTS, normalize_batching
 from dpaudit.allocation import SCHEDULES as _SCHEDULE_CLASSES
 from dpaudit.errors import InvalidParameterError
 from dpaudit.training.archs import check_arch_options
@@ -310,6 +310,7 @@ def check_budget_sources(c: TrainConfig) -> None:
 
 
 def _check_choices(c: TrainConfig) -> None:
+    c.batching = normalize_batching(c.batching)
     for name, value, choices in (("batching", c.batching, BATCHINGS), ("schedule", c.schedule, SCHEDULES),
                                  ("screening", c.screening, SCREENING_RULES),
                                  ("accountant", c.accountant, TRAIN_ACCOUNTANTS)):
