@@ -31,7 +31,7 @@ from dpaudit.accounting.lower_compose import (
     trim_pair,
 )
 from dpaudit.accounting.pld_compose import ComposedPld, delta_at
-from dpaudit.accounting.random_allocation import lower_epoch_pair
+from dpaudit.accounting.random_allocation import SIGMA_MIN, lower_epoch_pair
 
 __all__ = ["LowerBound", "delta_lower", "epsilon_lower", "lower_bound"]
 
@@ -71,6 +71,13 @@ def _lower_pld(run: DpSgdRun, delta_scale: float) -> tuple[list[tuple[ComposedPl
     specs = _epoch_specs(run)
     if not specs:
         return [], ("no noisy epoch",)
+    if min(s[2] for s in specs) < SIGMA_MIN:
+        # each epoch's pair is then nearly the Gaussian's; the statistic's grid would not
+        # resolve it: use the epochs with sigma >= SIGMA_MIN only (ignoring releases is valid)
+        specs = [s for s in specs if s[2] >= SIGMA_MIN]
+        if not specs:
+            return [], (f"noise multiplier below {SIGMA_MIN:g}: the balls-in-bins construction "
+                        "is not evaluated",)
     return lower_prefixes(specs, _pair, delta_scale, fine=_grid(specs))
 
 

@@ -73,7 +73,7 @@ from dpaudit.accounting.pld_pmf import (
     subsampled_gaussian_cells,
     subsampled_gaussian_pmf,
 )
-from dpaudit.accounting.random_allocation import allocation_cells, allocation_pmf
+from dpaudit.accounting.random_allocation import OutOfRange, allocation_cells, allocation_pmf
 from dpaudit.errors import InvalidParameterError
 
 __all__ = [
@@ -227,6 +227,8 @@ def _compose_run(
             add = PrefixComposer(_groups(checkpoints, h, log_tail, "add"), h, log_target,
                                  max_window=max_window)
             return rem, add, h
+        except OutOfRange as exc:
+            raise _FftUnsound(str(exc)) from None
         except WindowTooLarge as exc:
             h *= max(2.0, 1.1 * exc.factor)
     raise _FftUnsound("the privacy loss range is too wide for the FFT window")

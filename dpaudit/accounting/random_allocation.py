@@ -124,7 +124,9 @@ from dpaudit.accounting.pld_pmf import (
 )
 
 __all__ = [
+    "SIGMA_MIN",
     "EpochAtoms",
+    "OutOfRange",
     "allocation_cells",
     "allocation_pmf",
     "epoch_atoms",
@@ -146,6 +148,15 @@ TAIL_RATE = 0.02
 TAIL_REL = 2e-3
 #: Hard cap on any window (cells); beyond it the fine grid is coarsened (looser, still sound).
 MAX_CELLS = 1 << 21
+#: Smallest noise multiplier the grids resolve: below it a coordinate's likelihood ratio
+#: spans too many orders of magnitude (sigma = 0.2: x_max ~ e^42) and the accountant uses
+#: the no-amplification bound instead (:class:`OutOfRange`).
+SIGMA_MIN = 0.25
+
+
+class OutOfRange(Exception):
+    """The random-allocation PLD is not computed for these parameters (the message says
+    why); callers fall back to a sound bound that needs no grid."""
 
 
 # ---------------------------------------------------------------------------- coordinates
@@ -451,6 +462,9 @@ def epoch_atoms(batches: int, steps: int, sigma: float, log_tail: float) -> Epoc
     """Dominating atoms of one epoch of random allocation among ``batches`` steps with the
     first ``steps`` released, noise multiplier ``sigma`` (Claim 2); ``log_tail`` = log of
     the mass each truncation may send to infinity."""
+    if not float(sigma) >= SIGMA_MIN:
+        raise OutOfRange(f"noise multiplier {sigma:g} < {SIGMA_MIN:g}: the random-allocation PLD "
+                         "is not computed (a coordinate's likelihood ratio spans too many scales)")
     t, s, d = int(batches), int(steps), 1.0 / float(sigma)
     dx, split_at, unit = _choose_grid(d, t, s, log_tail)
     for _ in range(30):
@@ -613,6 +627,8 @@ def lower_epoch_pair(batches: int, steps: int, sigma: float, interval: float) ->
     Claim 1 (Claim 3): the adversary's statistic is sum_j r(X_j) modulo the window, r(x)
     the left end of x's cell, capped at the largest value the window holds (any function
     of the output will do). ``interval``: the loss resolution aimed at (nats)."""
+    if not float(sigma) >= SIGMA_MIN:
+        raise OutOfRange(f"noise multiplier {sigma:g} < {SIGMA_MIN:g}")
     t, s, d = int(batches), int(steps), 1.0 / float(sigma)
     sd = math.sqrt(math.expm1(d * d))
     log_tail = -40.0
