@@ -234,7 +234,8 @@ def resolve_config(config: TrainConfig, plan: Plan | None = None) -> TrainConfig
     configuration changes nothing.
     Raises :class:`InvalidParameterError` with one readable line on any violated rule.
     """
-    c = dataclasses.replace(config, arch_kwargs=dict(config.arch_kwargs))
+    c = dataclasses.replace(config, arch_kwargs=dict(config.arch_kwargs),
+                            batching=normalize_batching(config.batching))
     if config.plan_path and not config.no_privacy and plan is None:
         plan = load_plan(config)
     _fill_defaults(c, plan)
@@ -310,7 +311,6 @@ def check_budget_sources(c: TrainConfig) -> None:
 
 
 def _check_choices(c: TrainConfig) -> None:
-    c.batching = normalize_batching(c.batching)
     for name, value, choices in (("batching", c.batching, BATCHINGS), ("schedule", c.schedule, SCHEDULES),
                                  ("screening", c.screening, SCREENING_RULES),
                                  ("accountant", c.accountant, TRAIN_ACCOUNTANTS)):
