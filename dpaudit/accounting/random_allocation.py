@@ -140,8 +140,10 @@ KAPPA_X = 0.05
 ETA_X = 1e-3
 #: Largest fine window (cells) of the bulk sum before the tail is split off.
 MAX_FINE = 1 << 16
-#: Cells of the coarse grid that spans the tail terms (k >= 1 tail coordinates).
+#: Cells of the coarse grid that spans the tail terms with k >= 2 tail coordinates.
 TAIL_CELLS = 1 << 15
+#: Cells per geometric band of the one-tail-coordinate term (relative resolution 1/BAND_CELLS).
+BAND_CELLS = 1 << 11
 #: Expected number of tail coordinates per epoch when the tail is split off.
 TAIL_RATE = 0.02
 #: Relative width of the coordinate cells beyond the bulk: max(dx, TAIL_REL (x + t)).
@@ -378,16 +380,17 @@ def _fine_power_window(bulk: np.ndarray, powers: range, log_target: float) -> tu
     return lo, n, out
 
 
-def _spread_to_unit(values: np.ndarray, masses: np.ndarray, unit: int) -> tuple[int, np.ndarray]:
-    """Mean-preserving spread of atoms at integer ``values`` onto multiples of ``unit``:
-    (first multiple index, masses per multiple)."""
-    j = np.floor_divide(values, unit)
-    frac = (values - j * unit) / unit
+def _spread_to_unit(values: np.ndarray, masses: np.ndarray, unit: int,
+                    origin: int) -> tuple[int, np.ndarray]:
+    """Mean-preserving spread of atoms at integer ``values`` (>= ``origin``) onto the grid
+    origin + unit Z: (index of the first grid point, masses per grid point)."""
+    j = np.floor_divide(values - origin, unit)
+    frac = (values - origin - j * unit) / unit
     j0 = int(j.min())
     out = np.zeros(int(j.max()) - j0 + 2)
     np.add.at(out, j - j0, masses * (1.0 - frac))
     np.add.at(out, j - j0 + 1, masses * frac)
-    return j0, out
+    return origin + j0 * unit, out
 
 
 def _linear_conv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -395,34 +398,72 @@ def _linear_conv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.fft.irfft(np.fft.rfft(a, n) * np.fft.rfft(b, n), n)[: a.size + b.size - 1]
 
 
+def _bands(idx: np.ndarray) -> list[tuple[int, int]]:
+    """Geometric bands [start, end) of the tail atoms' grid indices, each doubling the
+    previous start (relative resolution on a linear grid per band)."""
+    out = []
+    start = int(idx[0])
+    top = int(idx[-1]) + 1
+    while start < top:
+        end = min(top, max(start + 1, 2 * start))
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _convolve_on(bulk_pos: np.ndarray, bulk_mass: np.ndarray, part_pos: np.ndarray,
+                 part_mass: np.ndarray, unit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms of (bulk sum) + (tail part), each spread onto its own origin + unit Z and
+    convolved (linear, no wrap): (values in grid units, masses)."""
+    b0, b = _spread_to_unit(bulk_pos, bulk_mass, unit, int(bulk_pos[0]))
+    t0, tl = _spread_to_unit(part_pos, part_mass, unit, int(part_pos[0]))
+    term = _linear_conv(b, tl)
+    np.maximum(term, 0.0, out=term)
+    return (b0 + t0 + unit * np.arange(term.size)).astype(float), term
+
+
 def _tail_terms(coord: _Coordinate, f_bulk: np.ndarray, n: int, lo: int, s: int,
                 k_max: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """Atoms of the terms with k = 1..k_max tail coordinates (Claim 2, heavy tails): the
-    bulk sum of s - k coordinates spread onto a coarse grid that spans the tail, convolved
-    with the k-fold tail. Returns [(values in grid units, masses, rounding allowance)]."""
+    bulk sum of s - k coordinates convolved with the k-fold tail. One tail coordinate
+    (k = 1): per geometric band of the tail, both spread onto a grid of BAND_CELLS cells
+    per band (relative resolution); k >= 2: the k-fold tail on one coarse grid starting at
+    k c. Every grid starts at its part's smallest atom (spreads never move mass below it).
+    Returns [(values in grid units, masses, rounding allowance)]."""
     out = []
-    span = int(coord.tail_idx.max())
     t_mass = float(coord.tail.sum())
     powers = [cpow(f_bulk, s - k_max)]  # bulk spectra of powers s - k_max .. s - 1
     for _ in range(k_max - 1):
         powers.append(powers[-1] * f_bulk)
     for k in range(1, k_max + 1):
-        unit = max(1, math.ceil(k * span / TAIL_CELLS))
         bulk_k = np.roll(np.fft.irfft(powers[k_max - k], n=n), -(lo % n))
         np.maximum(bulk_k, 0.0, out=bulk_k)
-        keep = bulk_k > 0
-        b0, b = _spread_to_unit(lo + np.flatnonzero(keep), bulk_k[keep], unit)
-        t0, tl = _spread_to_unit(coord.tail_idx, coord.tail, unit)
-        nt = next_fast_len(k * tl.size)
-        tk = np.fft.irfft(cpow(np.fft.rfft(tl, nt), k), nt)[: k * (tl.size - 1) + 1]
-        term = _linear_conv(b, tk)
-        np.maximum(term, 0.0, out=term)
-        log_c = math.lgamma(s + 1) - math.lgamma(k + 1) - math.lgamma(s - k + 1)
-        weight = math.exp(log_c)
-        # rounding: relative to the operands' masses (b: <= 1, tail^k: t_mass^k)
-        fpa = (fp_allowance(n, s) + fp_allowance(nt, k) + fp_allowance(term.size, 2)) * weight * t_mass**k
-        vals = (b0 + k * t0 + np.arange(term.size)) * unit
-        out.append((vals.astype(float), term * weight, fpa))
+        keep = np.flatnonzero(bulk_k > 1e-300)
+        b_pos, b_mass = lo + keep, bulk_k[keep]
+        weight = math.exp(math.lgamma(s + 1) - math.lgamma(k + 1) - math.lgamma(s - k + 1))
+        # rounding allowances scale with the operands' masses (the bulk's is <= 1), so each
+        # part carries its own (the caller weights it by the part's largest L)
+        if k == 1:
+            for start, end in _bands(coord.tail_idx):
+                sel = (coord.tail_idx >= start) & (coord.tail_idx < end)
+                if not sel.any():
+                    continue
+                unit = max(1, math.ceil((end - start) / BAND_CELLS))
+                v, m = _convolve_on(b_pos, b_mass, coord.tail_idx[sel], coord.tail[sel], unit)
+                band = float(coord.tail[sel].sum())
+                fpa = (fp_allowance(n, s) + fp_allowance(v.size, 2)) * weight * band
+                out.append((v, m * weight, fpa))
+        else:
+            span = int(coord.tail_idx[-1] - coord.tail_idx[0]) + 1
+            unit = max(1, math.ceil(k * span / TAIL_CELLS))
+            t0, tl = _spread_to_unit(coord.tail_idx, coord.tail, unit, int(coord.tail_idx[0]))
+            nt = next_fast_len(k * tl.size)
+            tk = np.fft.irfft(cpow(np.fft.rfft(tl, nt), k), nt)[: k * (tl.size - 1) + 1]
+            np.maximum(tk, 0.0, out=tk)
+            keep_t = np.flatnonzero(tk > 0)
+            v, m = _convolve_on(b_pos, b_mass, k * t0 + unit * keep_t, tk[keep_t], unit)
+            fpa = (fp_allowance(n, s) + fp_allowance(nt, k) + fp_allowance(v.size, 2)) * weight * t_mass**k
+            out.append((v, m * weight, fpa))
     return out
 
 
