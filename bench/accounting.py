@@ -23,6 +23,7 @@ Usage::
     python bench/accounting.py [--repeats 5] [--delta 1e-5] [--out FILE] [--fine]
     python bench/accounting.py --sweep 387     # pld vs rdp and its own fine grid, random configs
     python bench/accounting.py --balls-in-bins # the same configs under balls-in-bins batching
+    python bench/accounting.py --reports       # only account_run / compare_run timings
 
 ``--balls-in-bins``: each config as a balls-in-bins run (t = ceil(1/q) batches per epoch, the
 same steps), its ``pld`` random-allocation figure beside the Poisson figure of the same epochs
@@ -200,14 +201,17 @@ def run_bench(repeats: int, delta: float, fine: bool) -> str:
 
 
 def report_times(repeats: int, delta: float) -> str:
-    """In-process CPU time of the run-level reports on a shuffled run (what ``dpaudit
-    compare`` and ``dpaudit account -a all`` compute), warm (after one untimed call)."""
+    """In-process CPU time of the run-level reports (what ``dpaudit compare`` and ``dpaudit
+    account`` compute), warm (after one untimed call)."""
     from dpaudit.accounting.report import account_run, compare_run, run_from_values
 
     run = run_from_values(noise_multiplier=1.1, epochs=60, batching="shuffle")
+    bib = run.with_batching("balls_in_bins")
     cases = {
-        "compare_run (shuffled, N=60000, B=256, sigma=1.1, 60 ep)": lambda: compare_run(run, delta),
+        "compare_run (shuffled, N=60000, B=256, sigma=1.1, 60 ep; all three batchings)":
+            lambda: compare_run(run, delta),
         "account_run 'all' (same run)": lambda: account_run(run, delta, "all"),
+        "account_run pld (same run, balls-in-bins)": lambda: account_run(bib, delta),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     for fn in cases.values():
@@ -318,9 +322,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="only run the random-configuration sweep of N configs")
     ap.add_argument("--balls-in-bins", action="store_true",
                     help="only the configs under balls-in-bins batching (upper, lower, times)")
+    ap.add_argument("--reports", action="store_true", help="only the report timings")
     args = ap.parse_args(argv)
     if args.balls_in_bins:
         table = balls_in_bins_bench(args.repeats, args.delta)
+    elif args.reports:
+        table = report_times(args.repeats, args.delta)
     elif args.sweep:
         table = sweep(args.sweep, args.delta)
     else:

@@ -22,27 +22,32 @@ i.i.d. log-normal under Q (mean 1). For s = t this is the pair (P_B, Q_B) that C
 Feldman & Shenfeld 2025/2026; we did not have their theorem statements in full, so the proof
 is given here. Proof: (i) the others' allocation A is independent of x's batch J and has the
 same law in both worlds; by joint convexity of hockey-stick divergences it suffices to fix A.
-(ii) Fix A. With D' (without x) the output density is prod_j phi(y_j - v_j), v_j the others'
-sum at step j, a function of y_<j; with D it is (1/t) sum_J prod_j phi(y_j - v_j - [j=J] g_J)
-(J > s: x is not processed). So L = (1/t)(sum_{j<=s} exp(<w_j, g_j> - |g_j|^2/2) + t - s),
-w_j = y_j - v_j. Under Q the innovations w_j are i.i.d. N(0, I) and g_j is a function of
-the past, so u_j = <w_j, g_j>/|g_j| are i.i.d. N(0, 1) and L = (1/t)(sum Z_j + t - s),
-Z_j = exp(c_j u_j - c_j^2/2) with predictable c_j = |g_j|/C <= 1 (in units of C). (iii) Let
-V_j be i.i.d. N(0, 1) independent of everything and W_j = c_j u_j + sqrt(1 - c_j^2) V_j:
-given the past W_j ~ N(0, 1), so the W_j are i.i.d. N(0, 1), and
-E[exp(d W_j - d^2/2) | u] = exp(d c_j u_j - d^2 c_j^2/2) (units: here d c_j is the shift). Hence
+(ii) Fix A; write g_j for x's clipped gradient at step j (a function of y_<j, |g_j| <= C)
+and, in units of the noise std sigma C, v_j for the others' sum (a function of y_<j). With D'
+(without x) the output density is prod_j phi(y_j - v_j); with D it is
+(1/t) sum_J prod_j phi(y_j - v_j - [j = J] g_j) (J > s: x is not processed). So
+L = (1/t)(sum_{j<=s} exp(<w_j, g_j> - |g_j|^2/2) + t - s) with w_j = y_j - v_j. Under Q the
+innovations w_j are i.i.d. N(0, I) and g_j depends on the past only, so u_j =
+<w_j, g_j>/|g_j| are i.i.d. N(0, 1) and L = (1/t)(sum Z_j + t - s), Z_j =
+exp(d c_j u_j - (d c_j)^2/2), c_j = |g_j|/C in [0, 1] predictable. (iii) Let V_j be i.i.d.
+N(0, 1) independent of everything and W_j = c_j u_j + sqrt(1 - c_j^2) V_j: given the past
+W_j ~ N(0, 1), so the W_j are i.i.d. N(0, 1), and E[exp(d W_j - d^2/2) | u] = Z_j. Hence
 L = E[L* | u] with L* = (1/t)(sum exp(d W_j - d^2/2) + t - s), which has the law of L under
-(P, Q) above. (iv) Both hockey-stick divergences of a pair are expectations of convex
-functions of its likelihood ratio under Q: H_a(P||Q) = E_Q[(L - a)_+],
-H_a(Q||P) = E_Q[(1 - a L)_+]; conditional Jensen gives E f(L) <= E f(L*). Epochs use fresh
+the pair above. (iv) Both hockey-stick divergences of a pair are expectations of convex
+functions of its likelihood ratio under Q, H_a(P||Q) = E_Q[(L - a)_+] and
+H_a(Q||P) = E_Q[(1 - a L)_+], so conditional Jensen gives E f(L) <= E f(L*). Epochs use fresh
 allocations and noise, so the run is dominated by the product of the epochs' pairs (Zhu, Dong,
-Wang 2022, AISTATS, Thm 10, adaptive composition). The pair is achieved (non-adaptive
-gradient C e for x, zero for everyone else), which the lower bound below uses.
-Under ``replace_one`` both worlds hold a record in batch J, giving a mixture against a
-mixture; we claim no amplification there (one Gaussian per epoch, sensitivity 2C).
+Wang 2022, AISTATS, Thm 10, adaptive composition). The pair is achieved (gradient C e for x
+at every step, 0 for everyone else), which the lower bound below uses. Under ``replace_one``
+both worlds hold a record in batch J, a mixture against a mixture; we claim no amplification
+there (one Gaussian per epoch, sensitivity 2C).
 
 **Claim 2 (sound upper bound on a grid; proved here).** Write S = sum_{j<=s} X_j, so
-L = (S + t - s)/t, and let nu be the law of S under Q. Every step below replaces the pair
+L = (S + t - s)/t, and let nu be the law of S under Q. As in Feldman & Shenfeld 2026
+(arXiv:2602.17284), the PLD is computed from the law of this sum of per-step likelihood
+ratios ("exp space"), by FFT; both directions come from nu alone (the P-law of S is
+L x nu). Their discretisation rounds values up or down (dominance); ours uses
+mean-preserving spreads (convex order). Every step below replaces the pair
 by one that dominates it in both directions, or adds non-negative mass to a privacy-loss
 measure, which can only raise delta after any composition (delta(eps) = int (1 - e^{eps -
 l})_+ dmu(l) is monotone in mu, and convolution of non-negative measures is monotone):
@@ -73,14 +78,19 @@ l})_+ dmu(l) is monotone in mu, and convolution of non-negative measures is mono
 4. *Loss grid.* The atoms (L, nu) are put on the loss grid h Z by connect-the-dots (a further
    spread); losses below the grid are moved up (P-mass kept: dominates in both directions),
    above it to the infinity atom.
-5. *Floating point.* Negative FFT cells are set to 0 (adds mass); a rounding allowance
-   (``pld_compose.fp_allowance``, the empirical margin used for every FFT here) times the
-   largest L is added to the infinity masses.
+5. *Floating point.* Negative FFT cells are set to 0 (adds mass); the FFT's rounding
+   allowance (``pld_compose.fp_allowance``, the empirical margin used for every FFT here),
+   per part of the law and scaled by that part's operand masses, times the part's largest
+   L, is added to the infinity masses.
 
-Heavy tails (small sigma): when one fine window cannot reach x_max, the coordinates are
-split at c into bulk and tail and nu = sum_k C(s, k) a_B^{*(s-k)} * a_T^{*k} for
-k <= k_max tail coordinates: k = 0 on the fine grid, k >= 1 with the bulk sum spread onto a
-coarse grid that spans the tail (step 1), K > k_max to infinity (step 2).
+Heavy tails (small sigma): when one fine window cannot reach x_max, a coordinate is split at
+c (s Q(X > c) = ``TAIL_RATE``) into bulk and tail and nu = sum_k C(s, k) a_B^{*(s-k)} *
+a_T^{*k} for k <= k_max tail coordinates: k = 0 on the fine grid; k = 1 per geometric band of
+the tail (x doubling, ``BAND_CELLS`` cells each, so the resolution is relative); k >= 2 on one
+coarse grid spanning the k-fold tail; every grid starts at its part's smallest atom, so a
+spread never moves mass below it (step 1); K > k_max to infinity (step 2). Below
+``SIGMA_MIN`` the PLD is not computed (:class:`OutOfRange`; the accountant falls back to the
+no-amplification bound).
 
 **Claim 3 (lower bound).** On the pair of datasets that achieves Claim 1 the adversary maps
 each coordinate to the left end r(X_j) of its cell and keeps S_q = sum r(X_j) modulo the

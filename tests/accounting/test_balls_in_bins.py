@@ -11,8 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dpaudit.accounting import DpSgdRun, get_accountant
-from dpaudit.accounting import balls_in_bins, random_allocation
+from dpaudit.accounting import DpSgdRun, balls_in_bins, get_accountant, random_allocation
 from dpaudit.accounting.events import AllocationSegment, GaussianSegment
 from dpaudit.accounting.gaussian import gaussian_epsilon
 from dpaudit.accounting.pld import PldAccountant, epsilon_from_segments
