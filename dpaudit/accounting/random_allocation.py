@@ -595,8 +595,8 @@ def _loss_atoms(atoms: EpochAtoms, direction: str) -> tuple[np.ndarray, np.ndarr
 def _sorted_losses(batches: int, steps: int, sigma: float, direction: str,
                    log_tail: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, int, int]:
     """:func:`_loss_atoms` trimmed (Claim 2, step 4): the first ``i0`` atoms (lowest losses,
-    P-mass <= e^{log_tail}) are moved up to atom i0, atoms from ``i1`` on (highest losses,
-    P-mass <= e^{log_tail}) go to infinity. Returns (losses, pm, qm, inf mass, i0, i1)."""
+    P-mass <= e^{log_tail}) are moved up to the grid point above atom i0, atoms from ``i1``
+    on (highest losses, P-mass <= e^{log_tail}) go to infinity. Returns (losses, pm, qm, inf mass, i0, i1)."""
     atoms = epoch_atoms(batches, steps, sigma, log_tail)
     loss, pm, qm, inf = _loss_atoms(atoms, direction)
     cum = np.cumsum(pm)
@@ -626,7 +626,8 @@ def _pmf_cached(batches: int, steps: int, sigma: float, h: float, direction: str
     pmb = np.bincount(k, weights=pm[i0:i1], minlength=cells - 1)
     qmb = np.bincount(k, weights=qm[i0:i1], minlength=cells - 1)
     probs = connect_the_dots(k0, pmb, qmb, h)
-    probs[0] += float(pm[:i0].sum())  # the lowest losses moved up (P-mass kept)
+    # the lowest atoms (losses <= loss[i0] < (k0 + 1) h) moved up to grid point k0 + 1, P-mass kept
+    probs[1] += float(pm[:i0].sum())
     return LossPmf(k0, probs, min(1.0, inf), h)
 
 
