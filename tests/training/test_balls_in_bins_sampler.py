@@ -97,3 +97,10 @@ def test_balls_in_bins_training_run_records_and_reaccounts(tmp_path):
     eps = get_accountant("pld").epsilon(run, meta["delta"]).epsilon
     assert meta["epsilon"] == pytest.approx(eps, rel=1e-9)
     assert eps < get_accountant("pld").epsilon(run.with_batching("shuffle"), meta["delta"]).epsilon
+
+
+def test_cli_train_offers_both_spellings():
+    from cli.train import train as cmd
+
+    opts = {o.name: o for o in cmd.params}
+    assert {"balls-in-bins", "balls_in_bins"} <= set(opts["batching"].type.choices)
