@@ -155,7 +155,7 @@ TAIL_CELLS = 1 << 15
 #: Cells per geometric band of the one-tail-coordinate term (relative resolution 1/BAND_CELLS).
 BAND_CELLS = 1 << 11
 #: Expected number of tail coordinates per epoch when the tail is split off.
-TAIL_RATE = 0.02
+TAIL_RATE = 1e-3
 #: Relative width of the coordinate cells beyond the bulk: max(dx, TAIL_REL (x + t)).
 TAIL_REL = 2e-3
 #: Hard cap on any window (cells); beyond it the fine grid is coarsened (looser, still sound).
