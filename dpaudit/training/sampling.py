@@ -36,6 +36,17 @@ def _check_n(n: int) -> int:
     return int(n)
 
 
+def _epoch_shape(batching: str, dataset_size: int, batch_size: int,
+                 rng: np.random.Generator | int | None) -> tuple[int, int, int, np.random.Generator]:
+    """(N, B, steps per epoch, generator) of an epoch-based sampler, validated."""
+    n = _check_n(dataset_size)
+    if int(batch_size) != batch_size or not 1 <= batch_size <= n:
+        raise InvalidParameterError(f"batch size must be an integer in 1..{n}, got {batch_size!r}")
+    b = int(batch_size)
+    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    return n, b, epoch_steps(batching, dataset_size=n, batch_size=b), gen
+
+
 class PoissonSampler:
     """Poisson subsampling: each example independently with probability ``sample_rate``."""
 
@@ -86,14 +97,8 @@ class ShuffleSampler:
     def __init__(
         self, dataset_size: int, batch_size: int, *, rng: np.random.Generator | int | None = None
     ) -> None:
-        self.n = _check_n(dataset_size)
-        if int(batch_size) != batch_size or not 1 <= batch_size <= self.n:
-            raise InvalidParameterError(
-                f"batch size must be an integer in 1..{self.n}, got {batch_size!r}"
-            )
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = epoch_steps("shuffle", dataset_size=self.n, batch_size=self.batch_size)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.n, self.batch_size, self.steps_per_epoch, self.rng = _epoch_shape(
+            "shuffle", dataset_size, batch_size, rng)
 
     @property
     def expected_batch_size(self) -> float:
@@ -131,14 +136,8 @@ class BallsInBinsSampler:
     def __init__(
         self, dataset_size: int, batch_size: int, rng: np.random.Generator | int | None = None
     ) -> None:
-        self.n = _check_n(dataset_size)
-        if int(batch_size) != batch_size or not 1 <= batch_size <= self.n:
-            raise InvalidParameterError(
-                f"batch size must be an integer in 1..{self.n}, got {batch_size!r}"
-            )
-        self.batch_size = int(batch_size)
-        self.steps_per_epoch = epoch_steps("balls_in_bins", dataset_size=self.n, batch_size=self.batch_size)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.n, self.batch_size, self.steps_per_epoch, self.rng = _epoch_shape(
+            "balls_in_bins", dataset_size, batch_size, rng)
 
     @property
     def expected_batch_size(self) -> float:
