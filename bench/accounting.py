@@ -22,6 +22,14 @@ Usage::
 
     python bench/accounting.py [--repeats 5] [--delta 1e-5] [--out FILE] [--fine]
     python bench/accounting.py --sweep 387     # pld vs rdp and its own fine grid, random configs
+    python bench/accounting.py --balls-in-bins # the same configs under balls-in-bins batching
+    python bench/accounting.py --reports       # only account_run / compare_run timings
+
+``--balls-in-bins``: each config as a balls-in-bins run (t = ceil(1/q) batches per epoch, the
+same steps), its ``pld`` random-allocation figure beside the Poisson figure of the same epochs
+(``run.with_batching("poisson")``), the proven lower bounds of balls-in-bins and of shuffling,
+and the CPU/wall time of the upper bound, of the lower bound and of the whole
+``account_run`` (what ``dpaudit account --json`` computes), warm and cold.
 
 ``--fine`` adds, per config, one untimed tightness reference: dp-accounting's PLD at the
 grid max(1e-7, min(2e-5, 1e-4 x dpaudit's pld epsilon)) (up to ~100 s per config); the column
@@ -193,14 +201,17 @@ def run_bench(repeats: int, delta: float, fine: bool) -> str:
 
 
 def report_times(repeats: int, delta: float) -> str:
-    """In-process CPU time of the run-level reports on a shuffled run (what ``dpaudit
-    compare`` and ``dpaudit account -a all`` compute), warm (after one untimed call)."""
+    """In-process CPU time of the run-level reports (what ``dpaudit compare`` and ``dpaudit
+    account`` compute), warm (after one untimed call)."""
     from dpaudit.accounting.report import account_run, compare_run, run_from_values
 
     run = run_from_values(noise_multiplier=1.1, epochs=60, batching="shuffle")
+    bib = run.with_batching("balls_in_bins")
     cases = {
-        "compare_run (shuffled, N=60000, B=256, sigma=1.1, 60 ep)": lambda: compare_run(run, delta),
+        "compare_run (shuffled, N=60000, B=256, sigma=1.1, 60 ep; all three batchings)":
+            lambda: compare_run(run, delta),
         "account_run 'all' (same run)": lambda: account_run(run, delta, "all"),
+        "account_run pld (same run, balls-in-bins)": lambda: account_run(bib, delta),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     for fn in cases.values():
@@ -243,6 +254,64 @@ def sweep(n: int, delta: float, seed: int = 15) -> str:
             f"above 0.5% in {sum(x > 5e-3 for x in excess)}; {time.process_time() - c0:.0f} s CPU\n")
 
 
+def balls_in_bins_bench(repeats: int, delta: float) -> str:
+    """The configs under balls-in-bins batching (module docstring), interleaved medians."""
+    from dpaudit.accounting import balls_in_bins, shuffle
+    from dpaudit.accounting.pld import ACCOUNTANT
+    from dpaudit.accounting.report import account_run
+
+    runs = {label: DpSgdRun.create(sample_rate=q, noise_multiplier=s, steps=n, batching="balls_in_bins")
+            for label, q, s, n in CONFIGS}
+    tasks: dict[str, Callable[[DpSgdRun], object]] = {
+        "upper": lambda r: ACCOUNTANT.epsilon(r, delta, extras=False),
+        "lower": lambda r: balls_in_bins.lower_bound(r, delta),
+        "account": lambda r: account_run(r, delta),
+    }
+    figs = {}
+    for label, run in runs.items():  # untimed figures (and warm-up)
+        figs[label] = (
+            ACCOUNTANT.epsilon(run, delta, extras=False).epsilon,
+            ACCOUNTANT.epsilon(run.with_batching("poisson"), delta, extras=False).epsilon,
+            balls_in_bins.epsilon_lower(run, delta),
+            shuffle.epsilon_lower(run.with_batching("shuffle"), delta),
+        )
+    warm: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    cold: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for _ in range(repeats):
+        for label, run in runs.items():
+            for name, fn in tasks.items():
+                fn(run)  # fill the caches a cold run emptied
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(run)
+                warm.setdefault((label, name), []).append((time.perf_counter() - t0, time.process_time() - c0))
+                clear_caches()
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn(run)
+                cold.setdefault((label, name), []).append((time.perf_counter() - t0, time.process_time() - c0))
+
+    def ms(xs: list[tuple[float, float]], i: int) -> str:
+        return f"{1e3 * statistics.median(x[i] for x in xs):.0f}"
+
+    lines = [
+        f"delta = {delta:g}; balls-in-bins runs of the configs (t = ceil(1/q)); median of {repeats} "
+        f"interleaved runs; CPU ms (wall ms) per call, warm / cold (caches emptied); python "
+        f"{sys.version.split()[0]}.",
+        "",
+        "| config | balls-in-bins pld | Poisson pld (same epochs) | ratio | balls-in-bins lower | "
+        "shuffle lower | upper ms warm / cold | lower ms warm / cold | account_run ms warm / cold |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label in runs:
+        up, poi, low, shl = figs[label]
+        cells = []
+        for name in tasks:
+            w, c = warm[(label, name)], cold[(label, name)]
+            cells.append(f"{ms(w, 1)} ({ms(w, 0)}) / {ms(c, 1)} ({ms(c, 0)})")
+        lines.append(f"| {label} | {up:.6g} | {poi:.6g} | {up / poi:.4f} | {low:.6g} | {shl:.4g} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -251,8 +320,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fine", action="store_true", help="add a fine dp-accounting PLD reference (slow)")
     ap.add_argument("--sweep", type=int, default=0, metavar="N",
                     help="only run the random-configuration sweep of N configs")
+    ap.add_argument("--balls-in-bins", action="store_true",
+                    help="only the configs under balls-in-bins batching (upper, lower, times)")
+    ap.add_argument("--reports", action="store_true", help="only the report timings")
     args = ap.parse_args(argv)
-    if args.sweep:
+    if args.balls_in_bins:
+        table = balls_in_bins_bench(args.repeats, args.delta)
+    elif args.reports:
+        table = report_times(args.repeats, args.delta)
+    elif args.sweep:
         table = sweep(args.sweep, args.delta)
     else:
         table = run_bench(args.repeats, args.delta, args.fine) + "\n" + report_times(args.repeats, args.delta)

@@ -10,7 +10,7 @@ import click
 from cli.common import echo_json
 from dpaudit.accounting import (
     ACCOUNTANTS,
-    BATCHINGS,
+    BATCHING_CHOICES,
     DEFAULT_DELTA,
     RELATIONS,
     STEPS_RULES,
@@ -41,17 +41,21 @@ def _run_options(f):
         click.option("--steps-rule", type=click.Choice(STEPS_RULES), default=STEPS_RULES[0],
                      show_default=True,
                      help="How --epochs become steps: whole_epochs = epochs x steps per epoch "
-                          "(round(N/B) Poisson, ceil(N/B) shuffle; what `dpaudit train` runs: "
+                          "(round(N/B) Poisson, ceil(N/B) shuffle and balls-in-bins; what "
+                          "`dpaudit train` runs: "
                           "14040 for 60 epochs of 256/60000); expected = floor(epochs x N/B) "
                           "(Opacus' get_noise_multiplier: 14062)."),
         click.option("--delta", "-d", type=float, default=DEFAULT_DELTA, show_default=True,
                      help="Target delta."),
-        click.option("--batching", type=click.Choice(BATCHINGS), default=BATCHINGS[0],
-                     show_default=True, help="How batches are drawn."),
+        click.option("--batching", type=click.Choice(BATCHING_CHOICES), default=BATCHING_CHOICES[0],
+                     show_default=True,
+                     help="How batches are drawn: poisson, shuffle (fixed-size batches of a "
+                          "random permutation) or balls-in-bins (each example in one uniformly "
+                          "random batch per epoch; also spelled balls_in_bins)."),
         click.option("--relation", type=click.Choice(RELATIONS),
                      default=None,
-                     help="Neighbouring relation (default: add_remove for Poisson, "
-                          "replace_zero for shuffle)."),
+                     help="Neighbouring relation (default: add_remove for Poisson and "
+                          "balls-in-bins, replace_zero for shuffle)."),
         click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
                      help="Account a saved plan (plan.json from `dpaudit plan --out`)."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON."),
@@ -128,6 +132,28 @@ def account(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, ste
             f"  shuffled batches: {known}; the Poisson figure often quoted for this run is "
             f"{_fmt(result.get('epsilon_if_poisson'))}, which does not apply."
         )
+        click.echo("  for fixed epochs with Poisson-level privacy use --batching balls-in-bins.")
+    elif run.batching == "balls_in_bins":
+        lower = result.get("epsilon_lower")
+        known = (f"true epsilon in [{_fmt(lower)}, {_fmt(result['epsilon'])}]" if lower is not None
+                 else "no non-trivial lower bound was obtained (see notes)")
+        click.echo(
+            f"  balls-in-bins batches: {known}; Poisson sampling at q = B/N would give "
+            f"{_fmt(result.get('epsilon_if_poisson'))}."
+        )
+
+
+def _compare_note(r) -> str:
+    """The short note of one ``compare`` row."""
+    if r["accountant"] == "yu2019":
+        return "heuristic (Yu et al. 2019)" if r.get("sound", True) else "heuristic; UNDER-REPORTS here"
+    if r["accountant"] in ("chua_lower", "allocation_lower"):
+        return "lower bound on the true epsilon"
+    if r["batching"] == "balls_in_bins" and r["accountant"] != "pld":
+        return "no amplification claimed (use pld)"
+    if r["batching"] in ("shuffle", "balls_in_bins") and r.get("epsilon_lower") is not None:
+        return f"lower bound {_fmt(r['epsilon_lower'])}"
+    return ""
 
 
 def _describe(run, delta) -> str:
@@ -146,7 +172,8 @@ def _describe(run, delta) -> str:
               help="Save a PNG of epsilon vs epochs per accountant and batching (needs matplotlib).")
 def compare(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, steps, steps_rule,
             delta, batching, relation, plan_path, as_json, plot_path):
-    """Every accountant x both batchings side by side on the same run."""
+    """Every accountant x every batching (Poisson, shuffle, balls-in-bins) side by side on the
+    same run, with the proven lower bounds of shuffle and balls-in-bins."""
     from dpaudit.accounting.report import compare_run
 
     if plot_path is not None:  # refuse before the work, not after it
@@ -166,18 +193,11 @@ def compare(dataset_size, batch_size, sample_rate, noise_multiplier, epochs, ste
         echo_json({k: v for k, v in table.items() if k not in ("curves", "lower_curves")})
         return
     click.echo(_describe(run, delta))
-    click.echo(f"  {'accountant':<10} {'batching':<8} {'epsilon':>10}  {'sound':<5} note")
+    click.echo(f"  {'accountant':<16} {'batching':<13} {'epsilon':>10}  {'sound':<5} note")
     for r in table["rows"]:
-        note = ""
-        if r["batching"] == "shuffle" and r.get("epsilon_lower") is not None:
-            note = f"lower bound {_fmt(r['epsilon_lower'])}"
-        if r["accountant"] == "yu2019":
-            note = "heuristic (Yu et al. 2019)" if r.get("sound", True) else "heuristic; UNDER-REPORTS here"
-        elif r["accountant"] == "chua_lower":
-            note = "lower bound on the true epsilon"
         click.echo(
-            f"  {r['accountant']:<10} {r['batching']:<8} {_fmt(r['epsilon']):>10}  "
-            f"{'yes' if r.get('sound', True) else 'NO':<5} {note}"
+            f"  {r['accountant']:<16} {r['batching']:<13} {_fmt(r['epsilon']):>10}  "
+            f"{'yes' if r.get('sound', True) else 'NO':<5} {_compare_note(r)}"
         )
     if plot_path is not None:
         click.echo(f"plot written to {plot_path}")

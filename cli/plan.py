@@ -14,7 +14,13 @@ from typing import Any
 import click
 
 from cli.common import echo_json
-from dpaudit.accounting import BATCHINGS, DEFAULT_DELTA, SOUND_ACCOUNTANTS, STEPS_RULES, TIGHTEST
+from dpaudit.accounting import (
+    BATCHING_CHOICES,
+    DEFAULT_DELTA,
+    SOUND_ACCOUNTANTS,
+    STEPS_RULES,
+    TIGHTEST,
+)
 from dpaudit.accounting.events import DEFAULT_BATCH_SIZE, DEFAULT_DATASET_SIZE, DEFAULT_EPOCHS
 from dpaudit.allocation.schedules import SCHEDULES
 
@@ -145,8 +151,9 @@ def _print_plan(p: Any, sample_rate_given: bool) -> None:
 @click.option("--steps-rule", type=click.Choice(STEPS_RULES), default=STEPS_RULES[0], show_default=True,
               help="How --epochs become steps: whole_epochs = epochs x steps per epoch (what "
                    "`dpaudit train` runs); expected = floor(epochs x N/B) (Opacus).")
-@click.option("--batching", type=click.Choice(BATCHINGS), default=BATCHINGS[0],
-              show_default=True, help="How batches are drawn.")
+@click.option("--batching", type=click.Choice(BATCHING_CHOICES), default=BATCHING_CHOICES[0],
+              show_default=True,
+              help="How batches are drawn: poisson, shuffle or balls-in-bins (also balls_in_bins).")
 @click.option("--accountant", "-a", type=click.Choice(SOUND_ACCOUNTANTS), default=TIGHTEST,
               show_default=True, help=f"Accountant ({TIGHTEST} = the tightest sound one).")
 @click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="constant",

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cli.common import echo_json
-from dpaudit.accounting import BATCHINGS
+from dpaudit.accounting import BATCHING_CHOICES
 from dpaudit.training.archs import ARCHS
 from dpaudit.training.config import (
     DEFAULT_DELTA,
@@ -50,7 +50,7 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--delta", type=float, default=None, help=f"Target delta (default {DEFAULT_DELTA:g}, or the plan's; must be < 1/N).")
 @click.option("--epochs", type=int, default=None, help="Epochs (default: the data set's).")
 @click.option("--batch-size", type=int, default=None, help="Expected batch size B (q = B/N).")
-@click.option("--batching", default=_DEFAULT.batching, show_default=True, type=click.Choice(BATCHINGS))
+@click.option("--batching", default=_DEFAULT.batching, show_default=True, type=click.Choice(BATCHING_CHOICES))
 @click.option("--schedule", default=_DEFAULT.schedule, show_default=True,
               type=click.Choice(SCHEDULES),
               help="Noise schedule solved on the fly from --epsilon.")

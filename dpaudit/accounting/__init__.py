@@ -1,5 +1,5 @@
 """Privacy accounting for DP-SGD: zCDP/CDP, RDP, the moments accountant and a tight PLD
-reference, each under Poisson and shuffled batching.
+reference, under Poisson, shuffled and balls-in-bins batching.
 
 Quick use::
 
@@ -17,6 +17,7 @@ import importlib
 
 from dpaudit.accounting.base import Accountant, EpsilonReport, ProgressFn, RegisteredAccountant
 from dpaudit.accounting.events import (
+    BATCHING_CHOICES,
     BATCHINGS,
     DEFAULT_DELTA,
     RELATIONS,
@@ -25,6 +26,7 @@ from dpaudit.accounting.events import (
     GaussianSegment,
     check_delta,
     check_epsilon,
+    normalize_batching,
     steps_per_epoch,
 )
 from dpaudit.errors import InvalidParameterError
@@ -59,10 +61,11 @@ def get_accountant(name: str) -> RegisteredAccountant:
 
 def clear_caches() -> None:
     """Empty the per-(q, sigma) curve caches of the accountant modules already imported
-    (RDP, moments, CDP): for cold-start measurements, or to free memory."""
+    (RDP, moments, CDP, the per-epoch random-allocation laws): for cold-start
+    measurements, or to free memory."""
     import sys
 
-    for mod in ("rdp", "ma", "cdp"):
+    for mod in ("rdp", "ma", "cdp", "random_allocation"):
         module = sys.modules.get(f"dpaudit.accounting.{mod}")
         for obj in vars(module).values() if module is not None else ():
             clear = getattr(obj, "cache_clear", None)
@@ -91,6 +94,7 @@ def epsilon_curve(run: DpSgdRun, delta: float, accountant: str = TIGHTEST,
 __all__ = [
     "ACCOUNTANTS",
     "BATCHINGS",
+    "BATCHING_CHOICES",
     "DEFAULT_DELTA",
     "RELATIONS",
     "SOUND_ACCOUNTANTS",
@@ -107,5 +111,6 @@ __all__ = [
     "epsilon",
     "epsilon_curve",
     "get_accountant",
+    "normalize_batching",
     "steps_per_epoch",
 ]

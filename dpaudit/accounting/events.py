@@ -17,6 +17,20 @@ Neighbouring relations (named explicitly, as in dp_accounting):
   sensitivity of the clipped sum is C.
 * ``replace_one`` -- one example is replaced by an arbitrary one; sensitivity 2C.
 
+Batchings (:data:`BATCHINGS`): ``poisson`` (each example joins each step independently with
+probability q), ``shuffle`` (a random permutation cut into fixed-size batches each epoch) and
+``balls_in_bins`` (each epoch puts every example into one of t = ceil(N/B) batches chosen
+uniformly and independently: batch sizes vary, every example is used exactly once per epoch;
+Chua et al., AISTATS 2025, "Balls-and-Bins Sampling for DP-SGD"; the random allocation of
+Feldman & Shenfeld 2025). Its default relation is ``add_remove``: batch sizes are random and
+never released (the trainer divides by the expected batch size, a public constant), the other
+examples' allocation does not depend on the differing one, and it is the relation of the
+random-allocation analyses and of Poisson sampling, so the two figures compare directly. The
+number of batches t is treated as public (computed from the planned dataset size), as q = B/N
+is for Poisson. ``replace_zero`` gives the same amplified analysis (the zero record adds
+nothing to any batch); ``replace_one`` is accounted without amplification
+(:mod:`dpaudit.accounting.random_allocation`).
+
 This module imports nothing heavier than the standard library, so the CLI starts fast.
 """
 
@@ -30,12 +44,21 @@ from typing import Any, Literal
 
 from dpaudit.errors import InvalidParameterError
 
-Batching = Literal["poisson", "shuffle"]
+Batching = Literal["poisson", "shuffle", "balls_in_bins"]
 Relation = Literal["add_remove", "replace_zero", "replace_one"]
 
-BATCHINGS: tuple[str, ...] = ("poisson", "shuffle")
+BATCHINGS: tuple[str, ...] = ("poisson", "shuffle", "balls_in_bins")
+#: Other accepted spellings of a batching (what users type; the stored value is the key's value).
+BATCHING_ALIASES: dict[str, str] = {"balls-in-bins": "balls_in_bins"}
+#: Every spelling a command line accepts (:func:`normalize_batching` maps it to :data:`BATCHINGS`).
+BATCHING_CHOICES: tuple[str, ...] = ("poisson", "shuffle", "balls-in-bins", "balls_in_bins")
 RELATIONS: tuple[str, ...] = ("add_remove", "replace_zero", "replace_one")
-DEFAULT_RELATION: dict[str, str] = {"poisson": "add_remove", "shuffle": "replace_zero"}
+DEFAULT_RELATION: dict[str, str] = {
+    "poisson": "add_remove", "shuffle": "replace_zero", "balls_in_bins": "add_remove",
+}
+#: Relations under which a balls-in-bins epoch is the random-allocation pair (mixture of
+#: shifted Gaussians vs one Gaussian); ``replace_one`` is accounted without amplification.
+ALLOCATION_RELATIONS: tuple[str, ...] = ("add_remove", "replace_zero")
 #: How a number of epochs becomes a number of steps (:meth:`DpSgdRun.create`):
 #: ``whole_epochs`` = round(epochs x steps_per_epoch), ``expected`` = floor(epochs x N/B).
 STEPS_RULES: tuple[str, ...] = ("whole_epochs", "expected")
@@ -56,6 +79,15 @@ def _finite(name: str, value: float) -> float:
     if not math.isfinite(v):
         raise InvalidParameterError(f"{name} must be finite, got {value!r}")
     return v
+
+
+def normalize_batching(batching: str) -> str:
+    """The stored name of a batching (``balls-in-bins`` -> ``balls_in_bins``); one readable
+    error for an unknown one."""
+    name = BATCHING_ALIASES.get(str(batching), str(batching))
+    if name not in BATCHINGS:
+        raise InvalidParameterError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}")
+    return name
 
 
 def check_delta(delta: float) -> float:
@@ -84,10 +116,13 @@ def steps_per_epoch(
     """Steps in one epoch -- the one rule every layer uses (accountants, samplers, ledger, audit).
 
     Fixed-size batches that partition the data (``shuffle``) need ceil(N/B) steps (ceil(1/q)
-    from a sample rate) to see every example once. Poisson sampling has no epochs of its own;
+    from a sample rate) to see every example once; balls-in-bins throws every example into
+    one of the same ceil(N/B) batches (expected size N/ceil(N/B) <= B). Poisson sampling has
+    no epochs of its own;
     an "epoch" is the expected number of steps to draw N examples, rounded: round(N/B)
     (round(1/q)), at least 1. Give (``dataset_size``, ``batch_size``) or ``sample_rate``.
     """
+    batching = normalize_batching(batching)
     if dataset_size is not None and batch_size is not None:
         n, b = int(dataset_size), int(batch_size)
         if n < 1 or b < 1:
@@ -212,6 +247,45 @@ class GaussianSegment:
             raise InvalidParameterError(f"segment count must be a positive integer, got {self.count!r}")
 
 
+@dataclass(frozen=True)
+class AllocationSegment:
+    """``count`` epochs of balls-in-bins batching (random allocation of one participation
+    among ``batches`` steps) of which the first ``steps`` are released.
+
+    Each example sits in exactly one of the t = ``batches`` steps of the epoch, uniformly at
+    random and independently of the others; an epoch that stops early (a partial last
+    epoch) releases only ``steps`` <= t of them, so the example is processed with
+    probability ``steps / batches``. Sensitivity of the clipped sum: C (add_remove /
+    replace_zero; see :mod:`dpaudit.accounting.random_allocation`).
+
+    Attributes:
+        batches: t >= 1, the number of batches an epoch allocates among.
+        steps: 1 <= steps <= t, the steps released in each of these epochs.
+        noise_multiplier: sigma = noise std / C (> 0).
+        count: number of such epochs (>= 1).
+    """
+
+    batches: int
+    steps: int
+    noise_multiplier: float
+    count: int
+
+    def __post_init__(self) -> None:
+        t = _positive_int("number of batches", self.batches)
+        s = _positive_int("steps of an epoch", self.steps)
+        if s > t:
+            raise InvalidParameterError(f"an epoch releases at most its {t} batches, got {s} steps")
+        sig = float(self.noise_multiplier)
+        if math.isnan(sig) or sig <= 0:
+            raise InvalidParameterError(f"noise multiplier must be > 0, got {self.noise_multiplier!r}")
+        _positive_int("segment count", self.count)
+
+    def without_amplification(self) -> GaussianSegment:
+        """The sound view that claims no amplification: each example is used at most once
+        per epoch, so an epoch is dominated by one Gaussian release (parallel composition)."""
+        return GaussianSegment(1.0, self.noise_multiplier, self.count)
+
+
 def merge_segments(segments: Iterable[GaussianSegment]) -> tuple[GaussianSegment, ...]:
     """Merge adjacent segments with equal (q, sigma). Composition is order-free for all
     accountants here, so merging is exact; it keeps per-order work proportional to the number
@@ -241,10 +315,12 @@ class DpSgdRun:
         noise_multipliers: one sigma per epoch (tuple, length = number of epochs begun).
         steps_per_epoch: steps in a full epoch.
         total_steps: total number of noisy gradient releases.
-        batching: ``"poisson"`` (independent inclusion with prob. q each step) or
-            ``"shuffle"`` (random permutation, disjoint fixed-size batches each epoch).
+        batching: ``"poisson"`` (independent inclusion with prob. q each step),
+            ``"shuffle"`` (random permutation, disjoint fixed-size batches each epoch) or
+            ``"balls_in_bins"`` (each example in one uniformly random batch of each epoch;
+            ``"balls-in-bins"`` is accepted and stored as ``"balls_in_bins"``).
         relation: neighbouring relation; defaults to ``add_remove`` for Poisson and
-            ``replace_zero`` for shuffle.
+            balls-in-bins and ``replace_zero`` for shuffle.
         dataset_size, batch_size: kept when known (for display and export).
         extra_segments: further releases composed with the run (e.g. private validation
             queries of update screening), accounted as Poisson-subsampled Gaussians.
@@ -261,8 +337,7 @@ class DpSgdRun:
     extra_segments: tuple[GaussianSegment, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.batching not in BATCHINGS:
-            raise InvalidParameterError(f"batching must be one of {BATCHINGS}, got {self.batching!r}")
+        object.__setattr__(self, "batching", normalize_batching(self.batching))
         if not self.relation:
             object.__setattr__(self, "relation", DEFAULT_RELATION[self.batching])
         if self.relation not in RELATIONS:
@@ -315,8 +390,7 @@ class DpSgdRun:
         steps, the convention of Opacus' ``get_noise_multiplier`` (14062 steps for 60
         epochs of q = 256/60000, where whole epochs give 60 x 234 = 14040).
         """
-        if batching not in BATCHINGS:
-            raise InvalidParameterError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+        batching = normalize_batching(batching)
         q, n, b, spe = _run_shape(batching, dataset_size, batch_size, sample_rate)
         total = _total_steps(epochs, steps, spe, (n / b) if n and b and sample_rate is None else 1.0 / q,
                              steps_rule)
@@ -360,6 +434,7 @@ class DpSgdRun:
 
     def with_batching(self, batching: str) -> DpSgdRun:
         """The same run re-described under another batching (its default relation)."""
+        batching = normalize_batching(batching)
         spe = self.steps_per_epoch
         if self.dataset_size and self.batch_size:
             spe = steps_per_epoch(batching, dataset_size=self.dataset_size, batch_size=self.batch_size)
@@ -379,8 +454,9 @@ class DpSgdRun:
     def epoch_segments(self) -> tuple[tuple[GaussianSegment, ...], ...]:
         """The run's sound segments epoch by epoch: what :meth:`segments` composes, split
         at epoch boundaries (``segments()`` of ``truncate(e + 1)`` minus those of
-        ``truncate(e)``). Poisson: the epoch's steps at rate q; shuffle: one Gaussian
-        (sigma_e / sensitivity_factor, q = 1). ``extra_segments`` join the last epoch."""
+        ``truncate(e)``). Poisson: the epoch's steps at rate q; shuffle and balls-in-bins:
+        one Gaussian (sigma_e / sensitivity_factor, q = 1), the view that claims no
+        amplification. ``extra_segments`` join the last epoch."""
         return self.checkpoint_segments()
 
     def checkpoint_segments(self, epochs: Sequence[int] | None = None) -> tuple[tuple[GaussianSegment, ...], ...]:
@@ -388,11 +464,7 @@ class DpSgdRun:
         epochs ``epochs[i-1] + 1 .. epochs[i]`` (1-based, strictly increasing, the last one
         the run's last epoch; default: every epoch, i.e. :meth:`epoch_segments`), merged per
         noise level. The one place cumulative (per-epoch) curves take their epochs from."""
-        pts = list(range(1, self.epochs + 1)) if epochs is None else [int(e) for e in epochs]
-        if not pts or pts[-1] != self.epochs or pts[0] < 1 or any(b <= a for a, b in zip(pts, pts[1:])):
-            raise InvalidParameterError(
-                f"checkpoints must be increasing epochs in 1..{self.epochs} ending at {self.epochs}"
-            )
+        pts = self._checkpoints(epochs)
         poisson = self.batching == "poisson"
         f = self.sensitivity_factor
         out: list[tuple[GaussianSegment, ...]] = []
@@ -409,6 +481,46 @@ class DpSgdRun:
             start = end
         out[-1] = out[-1] + self.extra_segments
         return tuple(out)
+
+    @property
+    def allocation_applies(self) -> bool:
+        """True for a balls-in-bins run under a relation whose epochs are the random-allocation
+        pair (:data:`ALLOCATION_RELATIONS`); the tight ``pld`` accountant then composes
+        :meth:`allocation_checkpoint_segments` instead of the no-amplification view."""
+        return self.batching == "balls_in_bins" and self.relation in ALLOCATION_RELATIONS
+
+    def allocation_checkpoint_segments(
+        self, epochs: Sequence[int] | None = None
+    ) -> tuple[tuple[AllocationSegment | GaussianSegment, ...], ...]:
+        """Like :meth:`checkpoint_segments`, but each epoch of a balls-in-bins run is one
+        :class:`AllocationSegment` (t = ``steps_per_epoch`` batches, the epoch's released
+        steps, its sigma); ``extra_segments`` join the last checkpoint as they are."""
+        if not self.allocation_applies:
+            raise InvalidParameterError(
+                "the random-allocation view applies to balls_in_bins batching under the "
+                f"add_remove or replace_zero relation (this run: {self.batching}, {self.relation})"
+            )
+        pts = self._checkpoints(epochs)
+        out: list[tuple[AllocationSegment | GaussianSegment, ...]] = []
+        start = 0
+        for end in pts:
+            counts: dict[tuple[int, float], int] = {}
+            for e in range(start, end):
+                key = (self.steps_in_epoch(e), self.noise_multipliers[e])
+                counts[key] = counts.get(key, 0) + 1
+            out.append(tuple(AllocationSegment(self.steps_per_epoch, k, sig, c)
+                             for (k, sig), c in counts.items()))
+            start = end
+        out[-1] = out[-1] + self.extra_segments
+        return tuple(out)
+
+    def _checkpoints(self, epochs: Sequence[int] | None) -> list[int]:
+        pts = list(range(1, self.epochs + 1)) if epochs is None else [int(e) for e in epochs]
+        if not pts or pts[-1] != self.epochs or pts[0] < 1 or any(b <= a for a, b in zip(pts, pts[1:])):
+            raise InvalidParameterError(
+                f"checkpoints must be increasing epochs in 1..{self.epochs} ending at {self.epochs}"
+            )
+        return pts
 
     def poisson_segments(self) -> tuple[GaussianSegment, ...]:
         """The run as Poisson-subsampled Gaussian releases: one segment per epoch with the
@@ -429,7 +541,7 @@ class DpSgdRun:
         return merge_segments([*segs, *self.extra_segments])
 
     def shuffle_segments(self) -> tuple[GaussianSegment, ...]:
-        """Sound no-amplification view of shuffled batching.
+        """Sound no-amplification view of shuffled (and balls-in-bins) batching.
 
         With disjoint batches each example is used at most once per epoch, so an epoch is
         (by parallel composition) one Gaussian mechanism on the example's contribution with
@@ -445,16 +557,32 @@ class DpSgdRun:
         return merge_segments([*segs, *self.extra_segments])
 
     def segments(self) -> tuple[GaussianSegment, ...]:
-        """Segments for a sound analysis of this run under its own batching."""
+        """Segments for a sound analysis of this run under its own batching: Poisson
+        segments, or for shuffle and balls-in-bins the no-amplification view (every
+        accountant can bound it; ``pld`` composes the tighter random-allocation PLD of a
+        balls-in-bins run itself, :meth:`allocation_checkpoint_segments`)."""
         return self.poisson_segments() if self.batching == "poisson" else self.shuffle_segments()
 
     # ------------------------------------------------------------------ export
-    def to_dp_event(self) -> Any:
+    def to_dp_event(self, *, allow_no_amplification: bool = False) -> Any:
         """The run as a ``dp_accounting.DpEvent`` (imports dp_accounting lazily).
 
         Poisson: ``SelfComposedDpEvent(PoissonSampledDpEvent(q, GaussianDpEvent(sigma)), n)``
         per segment. Shuffle: the sound no-amplification view, ``GaussianDpEvent`` per epoch.
+        Balls-in-bins: dp_accounting (0.6.0) has no random-allocation event (its
+        ``MixtureOfGaussiansDpEvent`` is a one-dimensional mixture, not the t-dimensional
+        pair of an epoch), so this raises :class:`~dpaudit.errors.OutOfValidityError`
+        unless ``allow_no_amplification=True``, which exports the sound but far looser
+        no-amplification view (one ``GaussianDpEvent`` per epoch).
         """
+        if self.batching == "balls_in_bins" and not allow_no_amplification:
+            from dpaudit.errors import OutOfValidityError
+
+            raise OutOfValidityError(
+                "dp_accounting has no random-allocation (balls-in-bins) event; export the "
+                "no-amplification view with allow_no_amplification=True (one Gaussian per "
+                "epoch, far looser than the pld accountant's figure)"
+            )
         import dp_accounting
 
         events = []
@@ -488,7 +616,7 @@ class DpSgdRun:
                 noise_multipliers=tuple(float(s) for s in d["noise_multipliers"]),
                 steps_per_epoch=int(d["steps_per_epoch"]),
                 total_steps=int(d["total_steps"]),
-                batching=str(d.get("batching", "poisson")),
+                batching=normalize_batching(str(d.get("batching", "poisson"))),
                 relation=str(d.get("relation", "") or ""),
                 dataset_size=d.get("dataset_size"),
                 batch_size=d.get("batch_size"),

@@ -16,6 +16,11 @@ mu = sqrt(sum_i k_i / s_i^2) (mu-GDP composition, Dong, Roth, Su 2019, Cor. 2),
 whose curve is exact (:mod:`~dpaudit.accounting.gaussian`, Balle & Wang 2018, ICML, Thm 8).
 When every segment is unsubsampled that formula is the answer.
 
+Balls-in-bins runs (under ``add_remove`` / ``replace_zero``) are composed epoch by epoch from
+the random-allocation PLD of one epoch (:mod:`~dpaudit.accounting.random_allocation`: the
+dominating pair of a t-component Gaussian mixture against a Gaussian, discretised soundly);
+their fallback bounds count each epoch as one unsubsampled Gaussian release.
+
 Grid (``value_discretization_interval`` h, nats). The connect-the-dots excess shrinks like
 h^p, p -> 2 once h is small against the per-release losses (p ~ 1 before). Default ``None``
 = automatic: the first pass uses h = 4e-3 (coarser if the loss range needs more than
@@ -38,12 +43,19 @@ Imports: numpy and math only (no scipy), so the CLI starts fast.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dpaudit.accounting.base import EpsilonReport
-from dpaudit.accounting.events import DpSgdRun, GaussianSegment, check_delta, check_epsilon
+from dpaudit.accounting.events import (
+    AllocationSegment,
+    DpSgdRun,
+    GaussianSegment,
+    check_delta,
+    check_epsilon,
+)
 from dpaudit.accounting.gaussian import gaussian_delta, gaussian_epsilon
 from dpaudit.accounting.pld_compose import (
     MAX_WINDOW,
@@ -61,6 +73,7 @@ from dpaudit.accounting.pld_pmf import (
     subsampled_gaussian_cells,
     subsampled_gaussian_pmf,
 )
+from dpaudit.accounting.random_allocation import OutOfRange, allocation_cells, allocation_pmf
 from dpaudit.errors import InvalidParameterError
 
 __all__ = [
@@ -97,25 +110,49 @@ _ALLOWANCE_NOTE = ("the FFT's rounding allowance is above delta / 20 for this ma
 _PLD_METHOD = ("PLD: connect-the-dots discretisation (Doroshenko et al. 2022) + FFT composition "
                "(Koskela et al. 2021), max over add/remove")
 _GAUSS_METHOD = "exact Gaussian composition (mu-GDP; Balle & Wang 2018 Thm 8)"
+_ALLOC_METHOD = ("PLD of random allocation (balls-in-bins): per-epoch mixture-vs-Gaussian pair "
+                 "discretised by mean-preserving spreads + connect-the-dots, FFT composition, "
+                 "max over add/remove")
 
 
 class _FftUnsound(Exception):
     """The FFT path cannot give a sound figure here (the reason is the message)."""
 
 
+Segment = GaussianSegment | AllocationSegment
+
+
 # ---------------------------------------------------------------------------- grid passes
-def _split(segments: Sequence[GaussianSegment]) -> tuple[float, list[GaussianSegment]]:
-    """(mu^2 of the merged unsubsampled part, the subsampled segments); sigma = inf dropped."""
+def _split(segments: Sequence[Segment]) -> tuple[float, list[Segment]]:
+    """(mu^2 of the merged unsubsampled part, the other segments: subsampled Gaussians and
+    balls-in-bins epochs); sigma = inf dropped."""
     mu2 = 0.0
-    sub = []
+    sub: list[Segment] = []
     for s in segments:
         if math.isinf(s.noise_multiplier):
             continue
-        if s.sample_rate >= 1.0:
+        if isinstance(s, GaussianSegment) and s.sample_rate >= 1.0:
             mu2 += s.count / s.noise_multiplier**2
         else:
             sub.append(s)
     return mu2, sub
+
+
+def _no_amplification(segments: Sequence[Segment]) -> list[GaussianSegment]:
+    """Every balls-in-bins epoch as the unsubsampled Gaussian release that dominates it."""
+    return [s.without_amplification() if isinstance(s, AllocationSegment) else s for s in segments]
+
+
+def _release_cells(s: Segment, h: float, direction: str, log_tail: float) -> int:
+    if isinstance(s, AllocationSegment):
+        return allocation_cells(s, h, direction, log_tail)
+    return subsampled_gaussian_cells(s.sample_rate, s.noise_multiplier, h, direction, log_tail)
+
+
+def _release_pmf(s: Segment, h: float, direction: str, log_tail: float) -> LossPmf:
+    if isinstance(s, AllocationSegment):
+        return allocation_pmf(s, h, direction, log_tail)
+    return subsampled_gaussian_pmf(s.sample_rate, s.noise_multiplier, h, direction, log_tail)
 
 
 def _check_fft(delta: float, comps: Sequence[PrefixComposer] = ()) -> bool:
@@ -133,7 +170,7 @@ def _check_fft(delta: float, comps: Sequence[PrefixComposer] = ()) -> bool:
     return worst <= delta / 20.0
 
 
-def _check_sizes(checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log_tail: float,
+def _check_sizes(checkpoints: Sequence[Sequence[Segment]], h: float, log_tail: float,
                  max_window: int) -> None:
     """Raise :class:`WindowTooLarge` before allocating when one release's PMF is too wide."""
     limit = max_window // 2
@@ -142,27 +179,27 @@ def _check_sizes(checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log
         mu2, sub = _split(grp)
         if mu2 > 0:
             cells = max(cells, gaussian_cells(math.sqrt(mu2), h, log_tail))
-        for s in {(s.sample_rate, s.noise_multiplier) for s in sub}:
+        for seg in set(sub):
             for direction in DIRECTIONS:
-                cells = max(cells, subsampled_gaussian_cells(*s, h, direction, log_tail))
+                cells = max(cells, _release_cells(seg, h, direction, log_tail))
     if cells > limit:
         raise WindowTooLarge(cells / limit)
 
 
 def _groups(
-    checkpoints: Sequence[Sequence[GaussianSegment]], h: float, log_tail: float, direction: str
+    checkpoints: Sequence[Sequence[Segment]], h: float, log_tail: float, direction: str
 ) -> list[list[tuple[LossPmf, int]]]:
     """Per checkpoint, the (pmf, count) items to compose in ``direction``; unsubsampled
     (q = 1) segments of a checkpoint become one Gaussian."""
-    table: dict[tuple[float, float], LossPmf] = {}
+    table: dict[Segment, LossPmf] = {}
     out: list[list[tuple[LossPmf, int]]] = []
     for grp in checkpoints:
         mu2, sub = _split(grp)
         items = []
         for s in sub:
-            key = (s.sample_rate, s.noise_multiplier)
+            key = dataclasses.replace(s, count=1)
             if key not in table:
-                table[key] = subsampled_gaussian_pmf(*key, h, direction, log_tail)
+                table[key] = _release_pmf(key, h, direction, log_tail)
             items.append((table[key], s.count))
         if mu2 > 0:
             items.append((gaussian_pmf(math.sqrt(mu2), h, log_tail), 1))
@@ -171,7 +208,7 @@ def _groups(
 
 
 def _compose_run(
-    checkpoints: Sequence[Sequence[GaussianSegment]],
+    checkpoints: Sequence[Sequence[Segment]],
     h: float,
     log_target: float,
     progress: Callable[[int, int], None] | None = None,
@@ -190,6 +227,8 @@ def _compose_run(
             add = PrefixComposer(_groups(checkpoints, h, log_tail, "add"), h, log_target,
                                  max_window=max_window)
             return rem, add, h
+        except OutOfRange as exc:
+            raise _FftUnsound(str(exc)) from None
         except WindowTooLarge as exc:
             h *= max(2.0, 1.1 * exc.factor)
     raise _FftUnsound("the privacy loss range is too wide for the FFT window")
@@ -246,7 +285,7 @@ class _Outcome:
     converged: bool = True
 
 
-def _fixed(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, interval: float,
+def _fixed(checkpoints: Sequence[Sequence[Segment]], delta: float, interval: float,
            progress: Callable[[int, int], None] | None) -> _Outcome:
     rem, add, h = _compose_run(checkpoints, interval, math.log(1e-3 * delta), progress)
     clean = _check_fft(delta, [rem, add])
@@ -266,7 +305,7 @@ def _next_interval(hs: list[float], es: list[float], excess: float, p: float, re
     return min(nxt, REL_INTERVAL * best) if best > 0.0 else nxt
 
 
-def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_tol: float,
+def _auto(checkpoints: Sequence[Sequence[Segment]], delta: float, rel_tol: float,
           progress: Callable[[int, int], None] | None) -> _Outcome:
     """Automatic grid (module docstring): passes on the whole run until the estimated
     excess is at most ``rel_tol``; then, for several checkpoints, one pass over all of
@@ -319,29 +358,31 @@ def _auto(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, rel_to
 
 
 # ---------------------------------------------------------------------------- fallbacks
-def other_bounds(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float) -> list[tuple[float, str]]:
+def other_bounds(checkpoints: Sequence[Sequence[Segment]], delta: float) -> list[tuple[float, str]]:
     """Per checkpoint (cumulative), the tightest of two sound bounds that need no grid, with
     its name: RDP (Mironov, Talwar, Zhang 2019 + Balle et al. 2020 Thm 21, dp-accounting's
     orders) and the no-amplification Gaussian bound (each subsampled step counted as an
-    unsubsampled Gaussian release, which dominates it; exact mu-GDP curve)."""
+    unsubsampled Gaussian release, which dominates it; exact mu-GDP curve). A balls-in-bins
+    epoch counts as one unsubsampled Gaussian release (each example is used at most once)."""
     import numpy as np
 
     from dpaudit.accounting.conversions import rdp_to_epsilon
     from dpaudit.accounting.rdp import DEFAULT_ORDERS, rdp_of_segments
 
+    plain = [_no_amplification(grp) for grp in checkpoints]
     with np.errstate(invalid="ignore", over="ignore"):
-        cum = np.cumsum(np.stack([rdp_of_segments(grp) for grp in checkpoints]), axis=0)
+        cum = np.cumsum(np.stack([rdp_of_segments(grp) for grp in plain]), axis=0)
     rdp_eps = np.atleast_1d(rdp_to_epsilon(DEFAULT_ORDERS, cum, delta)[0])
     out = []
     mu2 = 0.0
-    for grp, e_rdp in zip(checkpoints, rdp_eps):
+    for grp, e_rdp in zip(plain, rdp_eps):
         mu2 += sum(s.count / s.noise_multiplier**2 for s in grp if not math.isinf(s.noise_multiplier))
         e_gauss = gaussian_epsilon(math.sqrt(mu2), delta)
         out.append((float(e_rdp), "RDP") if e_rdp <= e_gauss else (e_gauss, "no-amplification Gaussian"))
     return out
 
 
-def _with_fallback(checkpoints: Sequence[Sequence[GaussianSegment]], delta: float, out: _Outcome | None,
+def _with_fallback(checkpoints: Sequence[Sequence[Segment]], delta: float, out: _Outcome | None,
                    reason: str) -> tuple[list[float], tuple[str, ...], str]:
     """Element-wise minimum of the FFT figures (if any) and :func:`other_bounds`."""
     others = other_bounds(checkpoints, delta)
@@ -357,7 +398,7 @@ def _with_fallback(checkpoints: Sequence[Sequence[GaussianSegment]], delta: floa
 
 
 def _epsilons(
-    checkpoints: Sequence[Sequence[GaussianSegment]],
+    checkpoints: Sequence[Sequence[Segment]],
     delta: float,
     interval: float | None,
     rel_tol: float,
@@ -379,20 +420,21 @@ def _epsilons(
 
 # ---------------------------------------------------------------------------- front ends
 def epsilon_from_segments(
-    segments: Sequence[GaussianSegment],
+    segments: Sequence[Segment],
     delta: float,
     *,
     interval: float | None = None,
     rel_tol: float = DEFAULT_REL_TOL,
 ) -> tuple[float, tuple[str, ...]]:
     """Upper bound on epsilon at ``delta`` for the composition of ``segments`` (add/remove
-    for subsampled segments; the Gaussian mechanism for q = 1). Returns (eps, notes)."""
+    for subsampled segments and balls-in-bins epochs; the Gaussian mechanism for q = 1).
+    Returns (eps, notes)."""
     eps, notes, _ = _epsilon_report(segments, check_delta(delta), interval, rel_tol)
     return eps, notes
 
 
 def _epsilon_report(
-    segments: Sequence[GaussianSegment], delta: float, interval: float | None, rel_tol: float
+    segments: Sequence[Segment], delta: float, interval: float | None, rel_tol: float
 ) -> tuple[float, tuple[str, ...], str]:
     mu2, sub = _split(segments)
     if not sub:
@@ -401,12 +443,13 @@ def _epsilon_report(
     if math.isinf(eps[-1]):
         notes = notes + ("no finite epsilon: infinity/tail mass of the PLD exceeds delta",)
     if used == "pld":
-        return eps[-1], notes, _PLD_METHOD
+        alloc = any(isinstance(x, AllocationSegment) for x in sub)
+        return eps[-1], notes, _ALLOC_METHOD if alloc else _PLD_METHOD
     return eps[-1], notes, f"{used} bound (fallback of the PLD accountant; see notes)"
 
 
 def delta_from_segments(
-    segments: Sequence[GaussianSegment], epsilon: float, *, interval: float | None = None
+    segments: Sequence[Segment], epsilon: float, *, interval: float | None = None
 ) -> float:
     """Upper bound on delta at ``epsilon`` for the composition of ``segments``
     (grid interval ``interval``, default 5e-4 nats, coarsened if the window needs it).
@@ -423,10 +466,19 @@ def delta_from_segments(
         from dpaudit.accounting.conversions import rdp_to_delta
         from dpaudit.accounting.rdp import DEFAULT_ORDERS, rdp_of_segments
 
-        mu_all = math.sqrt(sum(s.count / s.noise_multiplier**2 for s in segments
+        plain = _no_amplification(segments)
+        mu_all = math.sqrt(sum(s.count / s.noise_multiplier**2 for s in plain
                                if not math.isinf(s.noise_multiplier)))
-        d_rdp = rdp_to_delta(DEFAULT_ORDERS, rdp_of_segments(segments), epsilon)[0]
+        d_rdp = rdp_to_delta(DEFAULT_ORDERS, rdp_of_segments(plain), epsilon)[0]
         return min(d_rdp, gaussian_delta(mu_all, epsilon))
+
+
+def _run_segments(run: DpSgdRun) -> tuple[Segment, ...]:
+    """What the PLD accountant composes for ``run``: its segments, or for balls-in-bins
+    (``add_remove`` / ``replace_zero``) one random-allocation PLD per epoch."""
+    if run.allocation_applies:
+        return tuple(x for grp in run.allocation_checkpoint_segments([run.epochs]) for x in grp)
+    return run.segments()
 
 
 @dataclass(frozen=True)
@@ -454,7 +506,7 @@ class PldAccountant:
         shuffled runs (:mod:`dpaudit.accounting.extras`)."""
         delta = check_delta(delta)
         eps, notes, method = _epsilon_report(
-            run.segments(), delta, self.value_discretization_interval, self.rel_tol
+            _run_segments(run), delta, self.value_discretization_interval, self.rel_tol
         )
         rep = EpsilonReport.for_run(run, self.name, eps, delta, method=method, notes=notes)
         if not extras:
@@ -465,7 +517,7 @@ class PldAccountant:
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float:
         return delta_from_segments(
-            run.segments(), check_epsilon(epsilon), interval=self.value_discretization_interval
+            _run_segments(run), check_epsilon(epsilon), interval=self.value_discretization_interval
         )
 
     def epsilon_curve(
@@ -479,8 +531,11 @@ class PldAccountant:
         every epoch; extra segments count at the last epoch), composing the chunks'
         PLDs incrementally on one FFT window (one inverse FFT per point)."""
         delta = check_delta(delta)
-        groups = run.checkpoint_segments(epochs)
-        if all(s.sample_rate >= 1.0 or math.isinf(s.noise_multiplier) for g in groups for s in g):
+        groups: Sequence[Sequence[Segment]] = (
+            run.allocation_checkpoint_segments(epochs) if run.allocation_applies
+            else run.checkpoint_segments(epochs)
+        )
+        if all(not _split(g)[1] for g in groups):
             out, mu2 = [], 0.0
             for g in groups:
                 mu2 += _split(g)[0]

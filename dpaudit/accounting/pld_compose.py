@@ -163,6 +163,13 @@ def _prefix_stats(
     infs: list[tuple[float, int]] = []
     m = v = 0.0
     k_tot = np.zeros(lams.size)
+    # Composed mass involving an infinite loss: prod(F_i + I_i) - prod(F_i), F_i the finite
+    # mass of a release and I_i its infinity mass, written as
+    # prod(F_i + I_i) * (1 - prod(1 - I_i/(F_i + I_i))) to keep relative precision. For a
+    # normalised PMF (F = 1 - I) it is 1 - prod(1 - I_i); a finite part heavier than 1 - I
+    # (harmless extra mass, random_allocation Claim 2 step 3) is counted exactly.
+    fin = {key: float(p.probs.sum()) for key, p in pmfs.items()}
+    log_tot = 0.0
     log_fin = 0.0
     counts = 0
     for group in checkpoints:
@@ -171,10 +178,13 @@ def _prefix_stats(
             m += k * mm
             v += k * vv
             k_tot = k_tot + k * mgf[id(pmf)]
-            log_fin += k * math.log1p(-min(pmf.inf_mass, 1.0 - 1e-16))
+            inf = min(pmf.inf_mass, 1.0 - 1e-16)
+            tot = max(fin[id(pmf)] + inf, 1.0)
+            log_tot += k * math.log(tot) if tot > 1.0 else 0.0
+            log_fin += k * math.log1p(-inf / tot)
             counts += k
         stats.append((m, v, k_tot.copy()))
-        infs.append((-math.expm1(log_fin), counts))
+        infs.append((math.exp(log_tot) * -math.expm1(log_fin), counts))
     return stats, infs, lams
 
 

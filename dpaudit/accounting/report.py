@@ -23,12 +23,19 @@ from dpaudit.accounting.events import (
     check_delta,
     fill_shape_defaults,
 )
-from dpaudit.accounting.extras import ShuffleLower, shuffle_lower, with_shuffle_extras
+from dpaudit.accounting.extras import RunLower, run_lower, with_run_extras
 from dpaudit.errors import DPAuditError, InvalidParameterError
 
-#: Epochs at which ``compare_run(curves=True)`` evaluates the shuffle lower bound (each
+#: Epochs at which ``compare_run(curves=True)`` evaluates the lower bounds (each
 #: evaluation composes the prefix's epochs).
 LOWER_CURVE_POINTS = 12
+#: Name of the lower-bound row of each batching in ``compare_run``.
+LOWER_ROWS: dict[str, str] = {"shuffle": "chua_lower", "balls_in_bins": "allocation_lower"}
+_LOWER_ROW_NOTES: dict[str, str] = {
+    "shuffle": "lower bound on the true epsilon of shuffled DP-SGD (Chua et al. 2024)",
+    "balls_in_bins": "lower bound on the true epsilon of balls-in-bins DP-SGD (achieved pair, "
+                     "dpaudit.accounting.balls_in_bins)",
+}
 
 
 def parse_noise(value: str | float | Sequence[float]) -> float | tuple[float, ...]:
@@ -62,7 +69,8 @@ def run_from_values(
     relation: str | None = None,
     steps_rule: str = "whole_epochs",
 ) -> DpSgdRun:
-    """Build a :class:`DpSgdRun` from CLI-style values, filling the documented defaults
+    """Build a :class:`DpSgdRun` from CLI-style values (``batching`` in any accepted
+    spelling, e.g. ``balls-in-bins``), filling the documented defaults
     (N = 60000, B = 256, 30 epochs; :mod:`dpaudit.accounting.events`) for what is omitted.
     ``steps_rule`` says how epochs become steps (:data:`~dpaudit.accounting.events.STEPS_RULES`)."""
     n, b, q = fill_shape_defaults(dataset_size, batch_size, sample_rate)
@@ -100,20 +108,21 @@ def _row(
     name: str,
     run: DpSgdRun,
     delta: float,
-    lower: ShuffleLower | None,
+    lower: RunLower | None,
     *,
     catch: bool,
     if_poisson: float | None = None,
 ) -> dict[str, Any]:
-    """One accountant's row on ``run``; a shuffled run's row carries the run-level figures
-    (``lower`` computed once by the caller; ``if_poisson`` when already known)."""
+    """One accountant's row on ``run``; a shuffled or balls-in-bins run's row carries the
+    run-level figures (``lower`` computed once by the caller; ``if_poisson`` when already
+    known)."""
     acc = get_accountant(name)
     try:
         rep = acc.epsilon(run, delta, extras=False)
         if lower is not None:
             if if_poisson is None:
                 if_poisson = acc.epsilon(run.with_batching("poisson"), delta, extras=False).epsilon
-            rep = with_shuffle_extras(rep, if_poisson=if_poisson, lower=lower)
+            rep = with_run_extras(rep, run, if_poisson=if_poisson, lower=lower)
     except DPAuditError as exc:
         if not catch:
             raise
@@ -125,15 +134,15 @@ def account_run(run: DpSgdRun, delta: float, accountant: str = TIGHTEST) -> dict
     """Account ``run`` at ``delta`` with one accountant or ``"all"``.
 
     Returns a JSON-able dict: ``epsilon``, ``delta``, ``accountant``, ``batching``, ``steps``,
-    ``relation``, ``results`` (one row per accountant) and, for shuffled runs,
-    ``epsilon_lower`` (Chua et al. lower bound, ``None`` where no non-trivial bound was
+    ``relation``, ``results`` (one row per accountant) and, for shuffled and balls-in-bins
+    runs, ``epsilon_lower`` (a proven lower bound, ``None`` where no non-trivial bound was
     obtained) and ``epsilon_if_poisson``. With ``"all"``, the headline ``epsilon`` is the
     smallest *sound* upper bound (the minimum of valid upper bounds is a valid upper bound);
     heuristics (``yu2019``) never set it. The lower bound is computed once for the run.
     """
     delta = check_delta(delta)
     names = list(ACCOUNTANTS) if accountant == "all" else [accountant]
-    lower = shuffle_lower(run, delta) if run.batching == "shuffle" else None
+    lower = run_lower(run, delta)
     rows = [_row(name, run, delta, lower, catch=accountant == "all") for name in names]
     candidates = [
         r for r in rows
@@ -161,27 +170,27 @@ def account_run(run: DpSgdRun, delta: float, accountant: str = TIGHTEST) -> dict
     return out
 
 
-def _lower_row(run: DpSgdRun, delta: float, lower: ShuffleLower) -> dict[str, Any]:
+def _lower_row(run: DpSgdRun, delta: float, lower: RunLower) -> dict[str, Any]:
     return {
-        "accountant": "chua_lower",
-        "batching": "shuffle",
+        "accountant": LOWER_ROWS[run.batching],
+        "batching": run.batching,
         "relation": run.relation,
         "epsilon": lower.epsilon,
         "delta": delta,
         "steps": run.total_steps,
         "sound": True,
-        "notes": ["lower bound on the true epsilon of shuffled DP-SGD (Chua et al. 2024)",
-                  *lower.notes],
+        "notes": [_LOWER_ROW_NOTES[run.batching], *lower.notes],
     }
 
 
 def compare_run(run: DpSgdRun, delta: float, curves: bool = False) -> dict[str, Any]:
-    """Every accountant x both batchings on the same run.
+    """Every accountant x every batching (Poisson, shuffle, balls-in-bins) on the same run.
 
-    Returns ``{"rows": [{"accountant", "batching", "epsilon", "sound", ...}], "delta", ...}``;
-    with ``curves=True`` also ``"curves"`` (``"accountant/batching"`` -> eps per epoch) and
-    ``"lower_curves"`` (``"chua_lower/shuffle"`` -> [(epoch, lower bound)]). The shuffle
-    lower bound is computed once, and each shuffled row's ``epsilon_if_poisson`` is the
+    Returns ``{"rows": [{"accountant", "batching", "epsilon", "sound", ...}], "delta", ...}``
+    with a lower-bound row per shuffled / balls-in-bins run (``chua_lower``,
+    ``allocation_lower``); with ``curves=True`` also ``"curves"`` (``"accountant/batching"``
+    -> eps per epoch) and ``"lower_curves"`` (``"<lower row>/<batching>"`` -> [(epoch, lower
+    bound)]). Each lower bound is computed once, and each row's ``epsilon_if_poisson`` is the
     same accountant's Poisson row whenever that row describes the same run.
     """
     delta = check_delta(delta)
@@ -192,7 +201,7 @@ def compare_run(run: DpSgdRun, delta: float, curves: bool = False) -> dict[str, 
     poisson_eps: dict[str, float] = {}
     for batching in BATCHINGS:
         r = runs[batching]
-        lower = shuffle_lower(r, delta) if batching == "shuffle" else None
+        lower = run_lower(r, delta)
         reuse = lower is not None and r.with_batching("poisson") == runs["poisson"]
         for name in ACCOUNTANTS:
             row = _row(name, r, delta, lower, catch=True,
@@ -210,8 +219,9 @@ def compare_run(run: DpSgdRun, delta: float, curves: bool = False) -> dict[str, 
             if curves:
                 k = min(LOWER_CURVE_POINTS, r.epochs)
                 pts = sorted({max(1, round(i * r.epochs / k)) for i in range(1, k + 1)})
-                lower_curves[f"chua_lower/{batching}"] = [
-                    (e, shuffle_lower(r.truncate(e), delta).epsilon) for e in pts
+                lower_curves[f"{LOWER_ROWS[batching]}/{batching}"] = [
+                    (e, lw.epsilon if (lw := run_lower(r.truncate(e), delta)) is not None else None)
+                    for e in pts
                 ]
     out: dict[str, Any] = {
         "delta": delta,

@@ -64,48 +64,27 @@ bound 0 is returned (:func:`lower_bound` says so in its notes; reports show no f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from dpaudit.accounting.events import DpSgdRun, check_delta, check_epsilon
 from dpaudit.accounting.gaussian import log_norm_cdf
-from dpaudit.accounting.pld_compose import (
-    ComposedPld,
-    chernoff_orders,
-    chernoff_window,
-    cpow,
-    delta_at,
-    epsilon_of,
-    next_fast_len,
+from dpaudit.accounting.lower_compose import (
+    LOWER_INTERVAL,
+    MAX_CELLS,
+    LowerBound,
+    best_lower,
+    lower_prefixes,
+    trim_pair,
 )
+from dpaudit.accounting.pld_compose import ComposedPld, delta_at
 
-#: Loss grid of the lower bound (nats); losses are rounded down to it.
-LOWER_INTERVAL = 1e-3
-#: Largest circular window (cells) before the grid is coarsened (a looser lower bound).
-MAX_CELLS = 1 << 21
+__all__ = ["LOWER_INTERVAL", "MAX_CELLS", "LowerBound", "delta_lower", "epsilon_lower", "lower_bound"]
 #: Breakpoints of the partition of the per-epoch maximum (plus dense windows around the
 #: two shifts, see :func:`_breakpoints`).
 _N_BREAKS = 6000
 
 _Spec = tuple[float, int, float]  # (sigma, batches processed T', weight w)
-
-
-@dataclass(frozen=True)
-class LowerBound:
-    """A lower bound on the true epsilon of a shuffled run at one delta.
-
-    Attributes:
-        epsilon: the bound (0.0 = the trivial bound: the construction does not apply or
-            gives nothing here; ``notes`` says which).
-        epochs_used: how many epochs the bound composes (fewer than the run's when only a
-            prefix fits the fine grid; a bound for a prefix is one for the whole run).
-        notes: human-readable remarks.
-    """
-
-    epsilon: float
-    epochs_used: int
-    notes: tuple[str, ...] = ()
 
 
 def _log_cdf_max(m: np.ndarray, shift: float, batches: int, w: float) -> np.ndarray:
@@ -141,27 +120,15 @@ def _breakpoints(a: float, b: float, batches: int) -> np.ndarray:
 
 
 def _epoch_losses(spec: _Spec, drop_mass: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-epoch lower-bound pair on the buckets: (P-masses, losses), lowest-loss buckets
-    of total P-mass <= ``drop_mass`` dropped and the highest losses capped at the loss
-    below which all but ``drop_mass`` of the mass lies (both only lower delta)."""
+    """Per-epoch lower-bound pair on the buckets: (P-masses, losses), trimmed by
+    :func:`~dpaudit.accounting.lower_compose.trim_pair` (both steps only lower delta)."""
     sigma, batches, w = spec
     a, b = 2.0 / sigma, 1.0 / sigma
     m = _breakpoints(a, b, batches)
     lp = _bucket_log_masses(_log_cdf_max(m, a, batches, w))
     lq = _bucket_log_masses(_log_cdf_max(m, b, batches, w))
     ok = np.isfinite(lp) & np.isfinite(lq) & (lp > -700.0)
-    p, loss = np.exp(lp[ok]), lp[ok] - lq[ok]
-    if p.size == 0:
-        return p, loss
-    order = np.argsort(loss)
-    n_drop = int(np.searchsorted(np.cumsum(p[order]), drop_mass, side="right"))
-    keep = order[n_drop:]
-    p, loss = p[keep], loss[keep]
-    if p.size == 0:
-        return p, loss
-    rev = np.argsort(-loss)
-    n_cap = int(np.searchsorted(np.cumsum(p[rev]), drop_mass, side="right"))
-    return p, np.minimum(loss, loss[rev[min(n_cap, rev.size - 1)]])
+    return trim_pair(np.exp(lp[ok]), lp[ok] - lq[ok], drop_mass)
 
 
 def _epoch_specs(run: DpSgdRun) -> list[_Spec]:
@@ -179,87 +146,14 @@ def _epoch_specs(run: DpSgdRun) -> list[_Spec]:
     return out
 
 
-def _binned(p: np.ndarray, loss: np.ndarray, h: float) -> tuple[int, np.ndarray]:
-    """Masses on the grid h Z with every loss rounded down: (start index, masses)."""
-    idx = np.floor(loss / h).astype(np.int64)
-    start = int(idx.min())
-    return start, np.bincount(idx - start, weights=p)
-
-
-def _compose(
-    specs: list[_Spec], losses: dict[_Spec, tuple[np.ndarray, np.ndarray]], h: float, log_target: float
-) -> ComposedPld | None:
-    """The composed lower-bound PLD of the epochs ``specs`` on a circular window at grid
-    ``h`` (module docstring), or ``None`` when that window exceeds :data:`MAX_CELLS`."""
-    counts: dict[_Spec, int] = {}
-    for s in specs:
-        counts[s] = counts.get(s, 0) + 1
-    bins = {s: _binned(*losses[s], h) for s in counts}
-    mom = {}
-    for s, (st, pm) in bins.items():
-        grid = (st + np.arange(pm.size)) * h
-        tot = max(float(pm.sum()), 1e-300)
-        mean = float(np.sum(pm * grid)) / tot
-        mom[s] = (mean, float(np.sum(pm * (grid - mean) ** 2)) / tot, grid, pm)
-    var = sum(c * mom[s][1] for s, c in counts.items())
-    lams = chernoff_orders(math.sqrt(var))
-    k_tot = np.zeros(lams.size)
-    for s, c in counts.items():
-        _, _, grid, pm = mom[s]
-        nz = pm > 1e-300
-        x = np.log(pm[nz])[None, :] + lams[:, None] * grid[nz][None, :]
-        mx = x.max(axis=1)
-        k_tot += c * (mx + np.log(np.exp(x - mx[:, None]).sum(axis=1)))
-    mean_tot = sum(c * mom[s][0] for s, c in counts.items())
-    lo, hi = chernoff_window([(mean_tot, var, k_tot)], h, log_target, lams)
-    n = next_fast_len(hi - lo + 1)
-    if n > MAX_CELLS:
-        return None
-    spec = np.ones(n // 2 + 1, dtype=complex)
-    for s, c in counts.items():
-        st, pm = bins[s]
-        cells = np.bincount((st + np.arange(pm.size)) % n, weights=pm, minlength=n)
-        spec = spec * cpow(np.fft.rfft(cells), c)
-    probs = np.roll(np.fft.irfft(spec, n=n), -(lo % n))  # cell j <-> index lo + j
-    np.maximum(probs, 0.0, out=probs)
-    neg = lams < 0
-    below = math.exp(min(0.0, float(np.min(k_tot[neg] - lams[neg] * lo * h))))
-    allowance = 4.0 * (len(specs) + 10) * 2.2e-16 * math.log2(max(n, 2)) * math.sqrt(n)
-    return ComposedPld(lo, probs, -(allowance + below), h, allowance)
-
-
 def _lower_pld(run: DpSgdRun, delta_scale: float) -> tuple[list[tuple[ComposedPld, int]], tuple[str, ...]]:
-    """Composed lower-bound PLDs with the number of epochs each composes: the whole run at
-    the finest grid its window allows, plus, if that grid is coarser than
-    :data:`LOWER_INTERVAL`, the longest prefix that fits the fine grid."""
+    """Composed lower-bound PLDs with the number of epochs each composes
+    (:func:`~dpaudit.accounting.lower_compose.lower_prefixes`)."""
     if run.batching != "shuffle" or run.relation == "add_remove":
         return [], ("the Chua et al. construction applies to shuffled batches under the "
                     "replace relations only",)
     specs = [s for s in _epoch_specs(run) if math.isfinite(s[0])]
-    if not specs:
-        return [], ("no noisy epoch",)
-    drop = 1e-4 * delta_scale / len(specs)
-    losses = {s: _epoch_losses(s, drop) for s in set(specs)}
-    if any(v[0].size == 0 for v in losses.values()):
-        return [], ("the per-epoch pair has no mass where both worlds do (numerical range)",)
-    span = max(float(loss.max() - loss.min()) for _, loss in losses.values())
-    h = LOWER_INTERVAL * 2.0 ** max(0, math.ceil(math.log2(max(span / LOWER_INTERVAL, 1.0) / (MAX_CELLS / 8))))
-    h_fine = h
-    log_target = math.log(1e-3 * delta_scale)
-    comp = _compose(specs, losses, h, log_target)
-    while comp is None:
-        h *= 2.0
-        comp = _compose(specs, losses, h, log_target)
-    out = [(comp, len(specs))]
-    if h > h_fine:
-        k = len(specs) // 2
-        while k >= 1:
-            part = _compose(specs[:k], losses, h_fine, log_target)
-            if part is not None:
-                out.append((part, k))
-                break
-            k //= 2
-    return out, ()
+    return lower_prefixes(specs, _epoch_losses, delta_scale)
 
 
 def lower_bound(run: DpSgdRun, delta: float) -> LowerBound:
@@ -268,20 +162,7 @@ def lower_bound(run: DpSgdRun, delta: float) -> LowerBound:
     trivial bound 0.0 (with a note) when the construction does not apply or yields nothing."""
     delta = check_delta(delta)
     comps, notes = _lower_pld(run, delta)
-    best = LowerBound(0.0, 0, notes)
-    for comp, epochs in comps:
-        eps = epsilon_of(comp, delta)
-        if not math.isfinite(eps):  # cannot happen for a valid lower PLD; stay conservative
-            continue
-        eps = max(0.0, eps - comp.h * 1e-6)
-        if eps > best.epsilon:
-            best = LowerBound(eps, epochs, notes)
-    if best.epsilon > 0.0 and best.epochs_used < run.epochs:
-        best = LowerBound(best.epsilon, best.epochs_used, best.notes + (
-            f"epsilon_lower composes the first {best.epochs_used} of {run.epochs} epochs (the "
-            "whole run needs a coarser loss grid, which gives less; a lower bound for part of "
-            "the run is one for all of it)",))
-    return best
+    return best_lower(comps, delta, run.epochs, notes)
 
 
 def delta_lower(run: DpSgdRun, epsilon: float) -> float:

@@ -35,13 +35,13 @@ from dpaudit.accounting.base import Accountant, EpsilonReport, ProgressFn
 from dpaudit.accounting.curve import CURVE_POINTS
 from dpaudit.accounting.curve import epsilon_curve as _curve
 from dpaudit.accounting.events import (
-    BATCHINGS,
     DEFAULT_DELTA,
     DEFAULT_EPOCHS,
     DpSgdRun,
     GaussianSegment,
     check_delta,
     check_epsilon,
+    normalize_batching,
 )
 from dpaudit.allocation.plan import Plan
 from dpaudit.allocation.rootfind import DEFAULT_SLOPE, find_scale
@@ -181,8 +181,7 @@ def _check_request(target_epsilon: float, delta: float, tol: float, batching: st
     delta = check_delta(delta)
     if not (tol > 0 and math.isfinite(tol)):
         raise InvalidParameterError(f"tolerance must be > 0, got {tol!r}")
-    if batching not in BATCHINGS:
-        raise InvalidParameterError(f"batching must be one of {', '.join(BATCHINGS)}, got {batching!r}")
+    normalize_batching(batching)  # one readable error for an unknown batching
     sched = make_schedule(schedule) if isinstance(schedule, str) else schedule
     if not isinstance(sched, Schedule):
         raise InvalidParameterError(f"schedule must be one of {', '.join(SCHEDULES)}")
@@ -216,7 +215,9 @@ def solve_plan(
             defaults for callers that want them).
         epochs: number of epochs (may be fractional: the last epoch is then partial);
             ``steps_rule`` says how they become steps (``DpSgdRun.create``).
-        batching: ``"poisson"`` or ``"shuffle"`` (analysed by each accountant soundly).
+        batching: ``"poisson"``, ``"shuffle"`` or ``"balls_in_bins"`` (also
+            ``"balls-in-bins"``), analysed by each accountant soundly (``pld`` composes the
+            random-allocation PLD of balls-in-bins; the others its no-amplification view).
         accountant: a registered sound accountant name (``rdp``, ``ma``, ``cdp``, ``pld``)
             or an object with ``name`` and ``epsilon(run, delta) -> EpsilonReport``.
         schedule: a :class:`Schedule` or a schedule name (default parameters).
@@ -236,6 +237,7 @@ def solve_plan(
         A :class:`Plan`. Raises :class:`InvalidParameterError` for bad input or an
         infeasible target (too small for sigma_0 <= 1e4, too large for sigma_0 >= 0.01).
     """
+    batching = normalize_batching(batching)
     target, delta, sched = _check_request(target_epsilon, delta, tol, batching, schedule)
     name, acc = _resolve(accountant)
     tol = min(tol, target / 2)

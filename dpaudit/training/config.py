@@ -23,7 +23,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dpaudit.accounting import BATCHINGS, SOUND_ACCOUNTANTS
+from dpaudit.accounting import BATCHINGS, SOUND_ACCOUNTANTS, normalize_batching
 from dpaudit.allocation import SCHEDULES as _SCHEDULE_CLASSES
 from dpaudit.errors import InvalidParameterError
 from dpaudit.training.archs import check_arch_options
@@ -234,7 +234,8 @@ def resolve_config(config: TrainConfig, plan: Plan | None = None) -> TrainConfig
     configuration changes nothing.
     Raises :class:`InvalidParameterError` with one readable line on any violated rule.
     """
-    c = dataclasses.replace(config, arch_kwargs=dict(config.arch_kwargs))
+    c = dataclasses.replace(config, arch_kwargs=dict(config.arch_kwargs),
+                            batching=normalize_batching(config.batching))
     if config.plan_path and not config.no_privacy and plan is None:
         plan = load_plan(config)
     _fill_defaults(c, plan)

@@ -1,8 +1,9 @@
 """The privacy ledger: what a training run actually released, step by step.
 
-Each noisy gradient step is a subsampled Gaussian release with sample rate q and noise
-multiplier sigma (noise std / clip norm C); the ledger records (sigma, q, C, batching) for
-every step (run-length encoded) plus extra releases (e.g. private validation queries), and
+Each noisy gradient step is a Gaussian release with noise multiplier sigma (noise std / clip
+norm C) on a batch drawn by the run's batching (Poisson at rate q, shuffled, or balls-in-bins
+with t = ceil(N/B) batches per epoch); the ledger records (sigma, q, C, batching) for every
+step (run-length encoded) plus extra releases (e.g. private validation queries), and
 turns them into a :class:`dpaudit.accounting.DpSgdRun` so any accountant re-checks the run.
 
 ``to_run`` groups steps into epochs of ``steps_per_epoch`` and uses, per epoch, the *smallest*
@@ -17,7 +18,12 @@ import copy
 import math
 from typing import Any
 
-from dpaudit.accounting.events import DEFAULT_RELATION, DpSgdRun, GaussianSegment
+from dpaudit.accounting.events import (
+    DEFAULT_RELATION,
+    DpSgdRun,
+    GaussianSegment,
+    normalize_batching,
+)
 from dpaudit.accounting.events import steps_per_epoch as epoch_steps
 from dpaudit.errors import InvalidParameterError, OutOfValidityError
 
@@ -28,7 +34,8 @@ class PrivacyLedger:
     Args:
         dataset_size: N, the number of training members.
         batch_size: B, the (expected) batch size; q = B / N.
-        batching: ``"poisson"`` or ``"shuffle"`` (must match the sampler used).
+        batching: ``"poisson"``, ``"shuffle"`` or ``"balls_in_bins"`` (must match the
+            sampler used; ``"balls-in-bins"`` is accepted).
         steps_per_epoch: steps in a full epoch (default:
             :func:`dpaudit.accounting.steps_per_epoch`, the rule every layer uses).
     """
@@ -40,8 +47,7 @@ class PrivacyLedger:
         batching: str = "poisson",
         steps_per_epoch: int | None = None,
     ) -> None:
-        if batching not in DEFAULT_RELATION:
-            raise InvalidParameterError(f"batching must be 'poisson' or 'shuffle', got {batching!r}")
+        batching = normalize_batching(batching)
         n, b = int(dataset_size), int(batch_size)
         if n < 1 or not 1 <= b <= n:
             raise InvalidParameterError(f"need 1 <= batch size ({b}) <= dataset size ({n})")

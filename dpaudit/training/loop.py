@@ -29,7 +29,7 @@ from dpaudit.training.config import TrainConfig
 from dpaudit.training.ledger import PrivacyLedger
 from dpaudit.training.levers import ParamEMA, lr_factor
 from dpaudit.training.privatize import privatize
-from dpaudit.training.sampling import PoissonSampler, ShuffleSampler
+from dpaudit.training.sampling import Sampler
 from dpaudit.training.screening import Screener, Snapshot
 
 
@@ -101,7 +101,7 @@ class StepLoop:
 
     def __init__(
         self, config: TrainConfig, model: nn.Module, x: Tensor, y: Tensor,
-        sampler: PoissonSampler | ShuffleSampler, generator: torch.Generator, *,
+        sampler: Sampler, generator: torch.Generator, *,
         budget: PrivacyBudget | None = None, screener: Screener | None = None,
         loss_fn: LossFn | None = None, callbacks: Sequence[Callback] = (),
     ) -> None:

@@ -192,3 +192,23 @@ def test_plan_choices_come_from_the_library():
     opts = {o.name: o for o in cmd.params}
     assert list(opts["accountant"].type.choices) == list(SOUND_ACCOUNTANTS)
     assert list(opts["schedule"].type.choices) == list(SCHEDULES)
+
+
+def test_plan_balls_in_bins_solves_sigma_for_the_random_allocation_figure(tmp_path):
+    """`plan --batching balls-in-bins`: sigma solved under the pld random-allocation PLD (near
+    the Poisson sigma, far below the shuffled one), the plan file round-trips and re-accounts
+    to its own figure."""
+    path = tmp_path / "plan.json"
+    res = _invoke(["plan", "--epsilon", "2", "--epochs", "10", "--batching", "balls-in-bins",
+                   "--json", "--out", str(path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["batching"] == "balls_in_bins" and 1.999 <= out["epsilon"] <= 2.0
+    poisson = json.loads(_invoke(["plan", "--epsilon", "2", "--epochs", "10", "--json"]).output)
+    shuffled = json.loads(_invoke(["plan", "--epsilon", "2", "--epochs", "10", "--batching",
+                                   "shuffle", "--json"]).output)
+    sig, sig_p, sig_s = (o["noise_multipliers"][0] for o in (out, poisson, shuffled))
+    assert abs(sig - sig_p) < 0.05 * sig_p and sig < 0.5 * sig_s
+    plan = Plan.load(path)
+    assert plan.run.batching == "balls_in_bins"
+    assert account_plan(plan).epsilon == pytest.approx(plan.epsilon, rel=1e-9)

@@ -192,3 +192,34 @@ def test_choice_lists_come_from_the_library():
     from dpaudit.accounting import ACCOUNTANTS
 
     assert ACCOUNTANT_CHOICES == [*ACCOUNTANTS, "all"]
+
+
+@pytest.mark.parametrize("spelling", ["balls-in-bins", "balls_in_bins"])
+def test_account_json_balls_in_bins_interface(spelling):
+    """The interface of issue 13: epsilon (sound upper bound), epsilon_lower,
+    epsilon_if_poisson, batching, accountant; Poisson-level, far below shuffling."""
+    res = _invoke(["account", "-n", "60000", "-b", "256", "-s", "1.1", "-e", "60", "--delta", "1e-5",
+                   "--batching", spelling, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["batching"] == "balls_in_bins" and out["accountant"] == "pld"
+    assert out["epsilon_lower"] <= out["epsilon"] <= 1.05 * out["epsilon_if_poisson"]
+    assert out["epsilon"] < 5.0  # the shuffle lower bound for this run is 10.8
+
+
+def test_account_shuffle_note_suggests_balls_in_bins():
+    res = _invoke(["account", "-s", "1.1", "-e", "3", "--batching", "shuffle", "-a", "rdp"])
+    assert res.exit_code == 0, res.output
+    assert "balls-in-bins" in res.output
+
+
+def test_compare_has_balls_in_bins_rows_and_lower_row():
+    res = _invoke(["compare", "-n", "6000", "-b", "100", "-s", "1.0", "-e", "3", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)["rows"]
+    by = {(r["accountant"], r["batching"]): r for r in rows}
+    for acc in ("rdp", "ma", "cdp", "pld"):
+        assert (acc, "balls_in_bins") in by
+    low = by[("allocation_lower", "balls_in_bins")]["epsilon"]
+    assert low <= by[("pld", "balls_in_bins")]["epsilon"] <= 1.05 * by[("pld", "poisson")]["epsilon"]
+    assert by[("rdp", "balls_in_bins")]["epsilon"] == pytest.approx(by[("rdp", "shuffle")]["epsilon"])
