@@ -33,6 +33,7 @@ cross-entropy with ``reduction="none"``); the engine differentiates their sum (d
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ MICRO_BATCH_ELEMENTS = 2**18
 def default_max_rows(x: Tensor) -> int:
     """Rows per micro-batch for inputs like ``x``: :data:`MICRO_BATCH_ELEMENTS` divided by
     the input elements per row (at least 1)."""
-    per_row = max(1, x[:1].numel())
+    per_row = max(1, math.prod(x.shape[1:]))
     return max(1, MICRO_BATCH_ELEMENTS // per_row)
 
 

@@ -43,6 +43,7 @@ vector-Jacobian product, summed over each group.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeGuard
 
 import torch
@@ -269,3 +270,47 @@ def merged(parts: list[Contribution]) -> Contribution:
     if len(parts) == 1:
         return parts[0]
     return Materialized(torch.stack([p.materialize() for p in parts]).sum(0))
+
+
+@dataclass(frozen=True)
+class LayerPath:
+    """How the engine treats one parameterised layer call: ``path`` is ``"ghost"``,
+    ``"instantiate"`` or ``"vmap"`` (the generic per-example fallback); ``positions`` T (per
+    example, times K), ``p`` and ``d`` as in :func:`choose_path` (0 for ``"vmap"``)."""
+
+    name: str
+    layer: str
+    positions: int
+    p: int
+    d: int
+    path: str
+
+
+def layer_paths(model: nn.Module, x: Tensor, group_size: int = 1) -> list[LayerPath]:
+    """The path :func:`choose_path` gives each parameterised layer call of ``model`` on inputs
+    shaped like ``x`` (one row is run, without gradients) with ``group_size`` copies per example."""
+    names = {m: n for n, m in model.named_modules()}
+    found: list[LayerPath] = []
+
+    def hook(m: nn.Module, args: tuple, out: object) -> None:
+        if not any(p.requires_grad for p in m.parameters(recurse=False)):
+            return
+        name, a = names.get(m, "?"), args[0] if args else None
+        if type(m) is nn.Linear and isinstance(a, Tensor):
+            t = group_size * (a[0].numel() // a.shape[-1])
+            found.append(LayerPath(name, "Linear", t, m.in_features, m.out_features,
+                                   choose_path(t, m.in_features, m.out_features)))
+        elif conv_supported(m) and isinstance(out, Tensor) and out.dim() == 4:
+            t, p = group_size * out.shape[2] * out.shape[3], m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+            found.append(LayerPath(name, "Conv2d", t, p, m.out_channels, choose_path(t, p, m.out_channels)))
+        else:
+            found.append(LayerPath(name, type(m).__name__, 0, 0, 0, "vmap"))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return found
