@@ -262,14 +262,13 @@ def clip_and_sum(
     if not params:
         raise InvalidParameterError("the model has no trainable parameters")
     dtype = norm_dtype(params)
-    per_row = 1 if expand is None else k  # input rows per example
-    n = x.shape[0] // (k // per_row)
+    step = k if expand is None else 1  # input rows per example
+    n = x.shape[0] // step
     sums = [torch.zeros_like(p) for p in params]
     norms, losses, logits = [], [], []
     with _Capture(model) as cap:
         for s, e in _chunks(n, max(1, rows // k)):
-            xc = x[s * k // per_row: e * k // per_row]
-            yc = y[s * k // per_row: e * k // per_row]
+            xc, yc = x[s * step:e * step], y[s * step:e * step]
             if expand is not None:
                 xc, yc = expand(xc), yc.repeat_interleave(k)
             chunk = _chunk_contributions(model, cap, xc, yc, loss_fn, k, False)
