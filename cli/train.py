@@ -12,6 +12,7 @@ from cli.common import echo_json
 from dpaudit.accounting import BATCHING_CHOICES
 from dpaudit.training.archs import ARCHS
 from dpaudit.training.config import (
+    AUGMENTATIONS,
     DEFAULT_DELTA,
     DEFAULT_EPSILON,
     LR_SCHEDULES,
@@ -80,6 +81,10 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
               help="Publish an exponential moving average of the weights with this decay (free).")
 @click.option("--lr-schedule", default=None, type=click.Choice(LR_SCHEDULES),
               help="Learning-rate decay over the run (default: the data set's; free).")
+@click.option("--augment", default=None, type=click.Choice(("none", *AUGMENTATIONS)),
+              help="Data-independent augmentation: flip-crop (CIFAR-10), shift (digits); default: the data set's.")
+@click.option("--augment-multiplicity", type=int, default=_DEFAULT.augment_multiplicity, show_default=True,
+              help="K augmented copies per example, gradients averaged before clipping (accounting unchanged).")
 @click.option("--no-privacy", is_flag=True, help="Plain SGD (no clipping, no noise).")
 @click.option("--device", default=_DEFAULT.device, show_default=True, help="cpu, cuda, cuda:N.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: $OMP_NUM_THREADS, else min(physical cores, 4)).")
@@ -116,7 +121,7 @@ def _config(kw: dict[str, Any]) -> TrainConfig:
               "schedule", "plan_path", "clip", "lr", "momentum", "noise_multiplier", "no_privacy",
               "seed", "device", "accountant", "member_fraction", "threads", "reproducible",
               "screening", "screen_clip", "screen_sigma", "screen_batch_size", "screen_beta",
-              "ema_decay", "lr_schedule")
+              "ema_decay", "lr_schedule", "augment", "augment_multiplicity")
     return TrainConfig(arch_kwargs=_parse_arch_kwargs(kw["model_args"]), **{k: kw[k] for k in fields})
 
 

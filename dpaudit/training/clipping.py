@@ -1,55 +1,68 @@
-"""Per-example gradient clipping engine, chosen per layer.
+"""Per-example gradient clipping engine (the DP-SGD step's clipped sum).
 
 DP-SGD (Abadi et al. 2016, "Deep Learning with Differential Privacy", CCS, Alg. 1) needs, for a
-batch of B examples, the per-example gradient norms ||g_i|| over *all* trainable parameters
+batch of n examples, the per-example gradient norms ||g_i|| over *all* trainable parameters
 and the clipped sum  sum_i c_i g_i  with  c_i = min(1, C / ||g_i||)  (flat clipping to norm C).
-Only these two quantities are needed -- not the B per-example gradients -- so the engine works
-from each layer's input activations a_i and output gradients d_i = dL_i/d(output), captured
-in one forward and one backward pass (the "book-keeping" scheme of Bu, Mao, Xu 2023,
-"Differentially Private Optimization on Large Model at Small Cost", ICML 2023, Sec. 3):
+Only these two quantities are needed -- not the n per-example gradients -- so the engine works
+from each layer's input activations and output gradients, captured in one forward and one
+backward pass (forward hooks and ``torch.autograd.grad`` with respect to the layer outputs, so
+autograd never forms the non-private summed weight gradients), and computes each layer's
+share of the norms by ghost norms or instantiated per-example gradients, chosen per layer by
+cost (mixed ghost clipping; :mod:`dpaudit.training.layergrads` has the algebra and the rule).
 
-* ``nn.Linear`` with a_i in R^{T x in}, d_i in R^{T x out} (T = 1 for plain MLPs): the per-
-  example weight gradient is d_i^T a_i. For T = 1 its squared norm is ||a_i||^2 ||d_i||^2
-  (Goodfellow 2015, "Efficient Per-Example Gradient Computations", arXiv:1510.01799); for
-  T > 1 it is sum_{t,s} (a_it . a_is)(d_it . d_is) -- "ghost clipping" (Li, Tramer, Liang,
-  Hashimoto 2022, "Large Language Models Can Be Strong Differentially Private Learners", ICLR
-  2022, Sec. 4) -- or, when cheaper (B T^2 (in + out) > B T in out), the materialised
-  einsum. The clipped sum is ONE matrix product  (c * d)^T a  over the B*T rows; no
-  (B, out, in) tensor is ever formed on the ghost path. Bias: per-example gradient sum_t d_it.
-* ``nn.Conv2d`` (groups = 1, zero padding): the input is unfolded into patches U_i in
-  R^{L x (in k k)} (Rochette, Manoel, Tramel 2019, "Efficient Per-Example Gradient
-  Computations in Convolutional Neural Networks", arXiv:1912.06015), which makes the layer a
-  Linear layer applied to L positions; the Linear rule above then picks ghost norms or
-  per-example gradients by cost.
-* Any other layer with trainable parameters (GroupNorm, LayerNorm, a user's layer): per-
-  example gradients from ``torch.func.vmap`` over the layer's own vector-Jacobian product with
-  its captured input and output gradient (exact for any layer that treats examples
-  independently).
+Micro-batches: the batch is processed in chunks of at most ``max_rows`` rows (whole examples
+only), each with its own forward, backward, norms and clipped sums, and the chunks' clipped
+sums are added. Clipping is per example, so this is exact; it bounds the per-step temporaries
+(memory) and keeps them cache-sized (speed), so large batches cost per example what small
+ones do.
 
-A parameter reached from several modules or calls (weight tying, reuse) is handled by
-materialising and summing its per-example gradients before the norm, so norms stay exact.
+Augmentation multiplicity (De, Berrada, Hayes, Smith, Balle 2022, "Unlocking High-Accuracy
+Differentially Private Image Classification through Scale", arXiv:2204.13650, Sec. 3.2):
+with ``group_size`` K, every example is K consecutive rows (K augmented copies) and its
+gradient is the *mean* of its copies' gradients, g_i = (1/K) sum_k grad l(x_ik), computed
+before clipping. Each example still adds one clipped vector of norm <= C to the sum, so the
+sensitivity (C under add/remove) and the accounting are those of K = 1.
 
 Layers that mix examples (batch normalisation in training mode) are refused: with them the
 per-example gradient is undefined and clipping bounds nothing. Use ``nn.GroupNorm``.
 
-Losses: ``loss_fn(logits, y)`` must return one loss per example, shape (B,) (default:
-cross-entropy with ``reduction="none"``); the engine differentiates their sum.
+Losses: ``loss_fn(logits, y)`` must return one loss per row, shape (R,) (default:
+cross-entropy with ``reduction="none"``); the engine differentiates their sum (divided by K).
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dpaudit.errors import InvalidParameterError
+from dpaudit.training.layergrads import Contribution, layer_contribs, merged
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+#: Maps a chunk of n examples (n, ...) to their n K augmented rows (K consecutive per example).
+Expand = Callable[[Tensor], Tensor]
+
+#: Relative margin under C that absorbs rounding in the computed per-example norms.
+SAFETY = 1e-5
+
+#: Default micro-batch size, in input numbers: a micro-batch holds about this many input
+#: elements (2^18: 334 MNIST rows, 85 CIFAR-10 rows). Chosen on the MNIST and CIFAR-10 CNNs
+#: (docs/benchmarks.md): per-example cost is lowest around there, and the per-step
+#: temporaries stay within tens of MB.
+MICRO_BATCH_ELEMENTS = 2**18
+
+
+def default_max_rows(x: Tensor) -> int:
+    """Rows per micro-batch for inputs like ``x``: :data:`MICRO_BATCH_ELEMENTS` divided by
+    the input elements per row (at least 1)."""
+    per_row = max(1, math.prod(x.shape[1:]))
+    return max(1, MICRO_BATCH_ELEMENTS // per_row)
 
 
 def default_loss(logits: Tensor, y: Tensor) -> Tensor:
@@ -74,114 +87,13 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-# ----------------------------------------------------------------------------- contributions
-class _Contribution:
-    """One module call's share of one parameter's per-example gradients."""
-
-    def normsq(self) -> Tensor:  # (B,)
-        raise NotImplementedError
-
-    def materialize(self) -> Tensor:  # (B, *param.shape)
-        raise NotImplementedError
-
-    def clipped_sum(self, c: Tensor) -> Tensor:  # param.shape
-        raise NotImplementedError
+def norm_dtype(params: Sequence[Tensor]) -> torch.dtype:
+    """The dtype per-example norms are computed in: the widest of the parameters' dtypes and
+    float32 (a float64 model gets float64 norms; half-precision models float32 ones)."""
+    return functools.reduce(torch.promote_types, (p.dtype for p in params), torch.float32)
 
 
-class _Materialized(_Contribution):
-    def __init__(self, grads: Tensor) -> None:
-        self.grads = grads
-
-    def normsq(self) -> Tensor:
-        return self.grads.reshape(self.grads.shape[0], -1).pow(2).sum(1)
-
-    def materialize(self) -> Tensor:
-        return self.grads
-
-    def clipped_sum(self, c: Tensor) -> Tensor:
-        return torch.tensordot(c.to(self.grads.dtype), self.grads, dims=1)
-
-
-#: Relative margin under C that absorbs rounding in the computed per-example norms.
-SAFETY = 1e-5
-
-#: Materialising per-example weight gradients is allowed up to this many elements (B*out*in).
-MAX_MATERIALIZED = 32 * 2**20
-
-
-def _use_ghost(b: int, t: int, n_in: int, n_out: int, force_materialize: bool) -> bool:
-    """Ghost norm when cheaper: the ghost norm costs ~T^2 (in + out) per example on top of the
-    clipped-sum product, materialising costs T in out once (and its result gives the clipped
-    sum for ~in out more); so ghost iff T^2 (in + out) <= in out, or when B in out elements
-    would not fit the materialisation budget."""
-    if force_materialize:
-        return False
-    return t * t * (n_in + n_out) <= n_in * n_out or b * n_in * n_out > MAX_MATERIALIZED
-
-
-class _LinearWeight(_Contribution):
-    """Weight of a Linear map applied at T positions: a (B, T, in), d (B, T, out)."""
-
-    def __init__(self, a: Tensor, d: Tensor, shape: torch.Size, force_materialize: bool) -> None:
-        self.a, self.d, self.shape = a, d, shape
-        b, t, n_in = a.shape
-        self.ghost = _use_ghost(b, t, n_in, d.shape[2], force_materialize)
-        self._grads: Tensor | None = None
-
-    def normsq(self) -> Tensor:
-        if not self.ghost:
-            return _Materialized(self.materialize()).normsq()
-        if self.a.shape[1] == 1:
-            return self.a.pow(2).sum((1, 2)) * self.d.pow(2).sum((1, 2))
-        aa = torch.bmm(self.a, self.a.transpose(1, 2))
-        dd = torch.bmm(self.d, self.d.transpose(1, 2))
-        return (aa * dd).sum((1, 2))
-
-    def materialize(self) -> Tensor:
-        if self._grads is None:
-            g = torch.bmm(self.d.transpose(1, 2), self.a)  # (B, out, in)
-            self._grads = g.reshape(self.a.shape[0], *self.shape)
-        return self._grads
-
-    def clipped_sum(self, c: Tensor) -> Tensor:
-        if self._grads is not None:
-            return _Materialized(self._grads).clipped_sum(c)
-        n_in, n_out = self.a.shape[2], self.d.shape[2]
-        dc = (self.d * c.to(self.d.dtype)[:, None, None]).reshape(-1, n_out)
-        return (dc.t() @ self.a.reshape(-1, n_in)).reshape(self.shape)
-
-
-class _ConvWeight(_Contribution):
-    """Conv2d weight from unfolded patches u (B, K, L) and output gradients d (B, out, L),
-    K = in kh kw, L = output positions; the same algebra as :class:`_LinearWeight` with T = L,
-    kept in the unfold layout to avoid transposed copies."""
-
-    def __init__(self, u: Tensor, d: Tensor, shape: torch.Size, force_materialize: bool) -> None:
-        self.u, self.d, self.shape = u, d, shape
-        b, k, length = u.shape
-        self.ghost = _use_ghost(b, length, k, d.shape[1], force_materialize)
-        self._grads: Tensor | None = None
-
-    def normsq(self) -> Tensor:
-        if not self.ghost:
-            return _Materialized(self.materialize()).normsq()
-        uu = torch.bmm(self.u.transpose(1, 2), self.u)  # (B, L, L)
-        dd = torch.bmm(self.d.transpose(1, 2), self.d)
-        return (uu * dd).sum((1, 2))
-
-    def materialize(self) -> Tensor:
-        if self._grads is None:
-            g = torch.bmm(self.d, self.u.transpose(1, 2))  # (B, out, K)
-            self._grads = g.reshape(self.u.shape[0], *self.shape)
-        return self._grads
-
-    def clipped_sum(self, c: Tensor) -> Tensor:
-        if self._grads is not None:
-            return _Materialized(self._grads).clipped_sum(c)
-        dc = self.d * c.to(self.d.dtype)[:, None, None]
-        return torch.einsum("bol,bkl->ok", dc, self.u).reshape(self.shape)
-
-
+# ----------------------------------------------------------------------------- capture
 @dataclass(frozen=True)
 class _Call:
     module: nn.Module
@@ -190,79 +102,104 @@ class _Call:
     version: int
 
 
-def _linear_contribs(m: nn.Linear, a: Tensor, d: Tensor, force: bool) -> dict[int, _Contribution]:
-    b = a.shape[0]
-    a3 = a.reshape(b, -1, a.shape[-1])
-    d3 = d.reshape(b, -1, d.shape[-1])
-    out: dict[int, _Contribution] = {}
-    if m.weight.requires_grad:
-        out[id(m.weight)] = _LinearWeight(a3, d3, m.weight.shape, force)
-    if m.bias is not None and m.bias.requires_grad:
-        out[id(m.bias)] = _Materialized(d3.sum(1))
-    return out
+class _Capture:
+    """Forward hooks on every module that owns trainable parameters, recording each call's
+    inputs and output (a context manager; the hooks are removed on exit)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.owners = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
+        self.calls: list[_Call] = []
+        self._handles: list = []
+
+    def _hook(self, module: nn.Module, args: tuple, output: object) -> None:
+        if not isinstance(output, Tensor):
+            raise InvalidParameterError(
+                f"layer {type(module).__name__} returns {type(output).__name__}, not a tensor; "
+                "the per-example engine needs tensor outputs"
+            )
+        if output.requires_grad:
+            self.calls.append(_Call(module, tuple(args), output, output._version))
+
+    def __enter__(self) -> _Capture:
+        self._handles = [m.register_forward_hook(self._hook) for m in self.owners]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self.calls = []
 
 
-def _conv_supported(m: nn.Module) -> TypeGuard[nn.Conv2d]:
-    return (
-        type(m) is nn.Conv2d
-        and m.groups == 1
-        and m.padding_mode == "zeros"
-        and not isinstance(m.padding, str)
-    )
+@dataclass
+class _Chunk:
+    contribs: dict[int, list[Contribution]]
+    losses: Tensor  # (rows,)
+    logits: Tensor  # (rows, ...)
 
 
-def _conv_contribs(m: nn.Conv2d, a: Tensor, d: Tensor, force: bool) -> dict[int, _Contribution]:
-    b = a.shape[0]
-    padding = m.padding
-    if isinstance(padding, str):  # excluded by _conv_supported
-        raise InvalidParameterError("string padding is handled by the generic engine")
-    u = F.unfold(a, m.kernel_size, dilation=m.dilation, padding=padding, stride=m.stride)
-    d3 = d.reshape(b, d.shape[1], -1)  # (B, out, L)
-    out: dict[int, _Contribution] = {}
-    if m.weight.requires_grad:
-        out[id(m.weight)] = _ConvWeight(u, d3, m.weight.shape, force)
-    if m.bias is not None and m.bias.requires_grad:
-        out[id(m.bias)] = _Materialized(d3.sum(2))
-    return out
-
-
-def _generic_contribs(m: nn.Module, args: tuple, d: Tensor) -> dict[int, _Contribution]:
-    """Per-example gradients of ``m``'s own parameters by vmap over its VJP."""
-    from torch.func import functional_call, vjp, vmap
-
-    named = {n: p for n, p in m.named_parameters(recurse=False) if p.requires_grad}
-    if not named:
-        return {}
-    b = d.shape[0]
-    if not args or not all(isinstance(t, Tensor) and t.dim() >= 1 and t.shape[0] == b for t in args):
+def _chunk_contributions(
+    model: nn.Module, cap: _Capture, x: Tensor, y: Tensor, loss_fn: LossFn | None, k: int, force: bool
+) -> _Chunk:
+    """Forward and backward of one chunk of rows; each parameter's contributions."""
+    cap.calls = []
+    logits = model(x)
+    losses = (loss_fn or default_loss)(logits, y)
+    if losses.shape != (x.shape[0],):
         raise InvalidParameterError(
-            f"layer {type(m).__name__} has trainable parameters but its inputs are not all "
-            "batched tensors; the per-example engine cannot handle it"
+            f"loss_fn must return one loss per example, shape ({x.shape[0]},); got "
+            f"{tuple(losses.shape)} (use reduction='none')"
         )
-    params = {n: p.detach() for n, p in named.items()}
+    calls, cap.calls = cap.calls, []
+    for c in calls:
+        if c.output._version != c.version:
+            raise InvalidParameterError(
+                f"the output of layer {type(c.module).__name__} is modified in place later in "
+                "the forward pass (e.g. ReLU(inplace=True)); use inplace=False"
+            )
+    total = losses.sum() if k == 1 else losses.sum() / k  # mean over each example's K copies
+    out_grads = torch.autograd.grad(total, [c.output for c in calls], allow_unused=True)
+    contribs: dict[int, list[Contribution]] = {}
+    for c, d in zip(calls, out_grads):
+        if d is None:
+            continue
+        for pid, contrib in layer_contribs(c.module, c.args, d, k, force).items():
+            contribs.setdefault(pid, []).append(contrib)
+    return _Chunk(contribs, losses.detach(), logits.detach())
 
-    def one(args_i: tuple, d_i: Tensor) -> dict[str, Tensor]:
-        def f(p: dict[str, Tensor]) -> Tensor:
-            return functional_call(m, p, tuple(t.unsqueeze(0) for t in args_i)).squeeze(0)
 
-        pullback = vjp(f, params)[1]
-        return pullback(d_i)[0]
+def _group_mean(t: Tensor, k: int) -> Tensor:
+    return t if k == 1 else t.reshape(t.shape[0] // k, k, *t.shape[1:]).mean(1)
 
-    grads = vmap(one)(tuple(args), d)
-    return {id(named[n]): _Materialized(grads[n]) for n in named}
+
+def _check_group(x: Tensor, y: Tensor, group_size: int, expand: Expand | None) -> int:
+    k = int(group_size)
+    if isinstance(group_size, bool) or k != group_size or k < 1:
+        raise InvalidParameterError(f"group size must be a positive integer, got {group_size!r}")
+    if x.shape[0] != y.shape[0]:
+        raise InvalidParameterError(f"{x.shape[0]} inputs but {y.shape[0]} labels")
+    if expand is None and x.shape[0] % k:
+        raise InvalidParameterError(
+            f"{x.shape[0]} rows do not form whole groups of {k} augmented copies"
+        )
+    return k
+
+
+def _chunks(n: int, per: int) -> list[tuple[int, int]]:
+    return [(s, min(n, s + per)) for s in range(0, n, per)]
 
 
 # ----------------------------------------------------------------------------- the engine
 @dataclass
 class ClipResult:
-    """Result of one clipping pass.
+    """Result of one clipping pass over n examples.
 
     Attributes:
         grads: sum over the batch of clipped per-example gradients, one tensor per trainable
             parameter (``trainable_parameters(model)`` order).
-        norms: per-example gradient L2 norms before clipping, shape (B,).
-        losses: per-example losses (detached), shape (B,).
-        logits: model outputs (detached).
+        norms: per-example gradient L2 norms before clipping, shape (n,) (with augmentation
+            multiplicity: the norm of the mean of the example's K copies' gradients).
+        losses: per-example losses (detached), shape (n,) (mean over the K copies).
+        logits: model outputs (detached), (n, ...) (mean over the K copies).
     """
 
     grads: list[Tensor]
@@ -271,157 +208,156 @@ class ClipResult:
     logits: Tensor
 
 
-def _contributions(
-    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None, force_materialize: bool
-) -> tuple[list[nn.Parameter], dict[int, list[_Contribution]], Tensor, Tensor]:
-    check_model(model)
-    params = trainable_parameters(model)
-    if not params:
-        raise InvalidParameterError("the model has no trainable parameters")
-    owners = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(recurse=False))]
-    calls: list[_Call] = []
-
-    def hook(module: nn.Module, args: tuple, output: object) -> None:
-        if not isinstance(output, Tensor):
-            raise InvalidParameterError(
-                f"layer {type(module).__name__} returns {type(output).__name__}, not a tensor; "
-                "the per-example engine needs tensor outputs"
-            )
-        if output.requires_grad:
-            calls.append(_Call(module, tuple(args), output, output._version))
-
-    handles = [m.register_forward_hook(hook) for m in owners]
-    try:
-        logits = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    losses = (loss_fn or default_loss)(logits, y)
-    if losses.shape != (x.shape[0],):
-        raise InvalidParameterError(
-            f"loss_fn must return one loss per example, shape ({x.shape[0]},); got "
-            f"{tuple(losses.shape)} (use reduction='none')"
-        )
-    for c in calls:
-        if c.output._version != c.version:
-            raise InvalidParameterError(
-                f"the output of layer {type(c.module).__name__} is modified in place later in "
-                "the forward pass (e.g. ReLU(inplace=True)); use inplace=False"
-            )
-    out_grads = torch.autograd.grad(losses.sum(), [c.output for c in calls], allow_unused=True)
-    contribs: dict[int, list[_Contribution]] = {}
-    for c, d in zip(calls, out_grads):
-        if d is None:
-            continue
-        m = c.module
-        a = c.args[0].detach() if c.args and isinstance(c.args[0], Tensor) else None
-        if type(m) is nn.Linear and a is not None and len(c.args) == 1:
-            got = _linear_contribs(m, a, d, force_materialize)
-        elif _conv_supported(m) and a is not None and a.dim() == 4 and len(c.args) == 1:
-            got = _conv_contribs(m, a, d, force_materialize)
-        else:
-            got = _generic_contribs(m, tuple(t.detach() for t in c.args), d)
-        for pid, contrib in got.items():
-            contribs.setdefault(pid, []).append(contrib)
-    return params, contribs, losses.detach(), logits.detach()
+def _check_clip(max_norm: float) -> float:
+    c = float(max_norm)
+    if not c > 0 or c == float("inf"):
+        raise InvalidParameterError(f"clipping norm must be a finite number > 0, got {max_norm!r}")
+    return c
 
 
-def _merged(parts: list[_Contribution]) -> _Contribution:
-    if len(parts) == 1:
-        return parts[0]
-    return _Materialized(torch.stack([p.materialize() for p in parts]).sum(0))
-
-
-def norm_dtype(params: Sequence[Tensor]) -> torch.dtype:
-    """The dtype per-example norms are computed in: the widest of the parameters' dtypes and
-    float32 (a float64 model gets float64 norms; half-precision models float32 ones)."""
-    return functools.reduce(torch.promote_types, (p.dtype for p in params), torch.float32)
+def _check_rows(max_rows: int | None, x: Tensor) -> int:
+    rows = default_max_rows(x) if max_rows is None else max_rows
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise InvalidParameterError(f"rows per micro-batch must be a positive integer, got {max_rows!r}")
+    return rows
 
 
 def clip_and_sum(
-    model: nn.Module, x: Tensor, y: Tensor, max_norm: float, loss_fn: LossFn | None = None
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    max_norm: float,
+    loss_fn: LossFn | None = None,
+    *,
+    group_size: int = 1,
+    expand: Expand | None = None,
+    max_rows: int | None = None,
 ) -> ClipResult:
     """Clipped per-example gradient sum, per-example norms, losses and logits of one batch.
 
     Flat clipping (Abadi et al. 2016, Alg. 1): c_i = min(1, C (1 - 1e-5) / ||g_i||), so every
     clipped per-example gradient has L2 norm <= C over all trainable parameters together, with
-    a 1e-5 margin for float32 rounding in the computed norms. Norms are computed in the
-    model's dtype (:func:`norm_dtype`: float64 for a float64 model).
-    An empty batch gives zero sums.
+    a 1e-5 margin for rounding in the computed norms. Norms are computed in the model's dtype
+    (:func:`norm_dtype`: float64 for a float64 model). An empty batch gives zero sums.
+
+    Args:
+        model, x, y: the model and the batch; without ``expand``, x and y hold n K rows, K
+            consecutive rows per example.
+        max_norm: the clipping norm C.
+        loss_fn: per-row loss ``(logits, y) -> (rows,)`` (default cross-entropy).
+        group_size: K, the augmented copies per example (augmentation multiplicity, De et al.
+            2022, Sec. 3.2): an example's gradient is the mean of its K copies' gradients,
+            clipped as one vector.
+        expand: with K copies made on the fly, x and y hold the n examples and ``expand``
+            maps a chunk of examples to its K-fold augmented rows (labels are repeated), so
+            the n K rows never exist at once.
+        max_rows: rows per micro-batch (default :func:`default_max_rows`; rounded down to
+            whole examples, at least one example).
     """
-    c_norm = float(max_norm)
-    if not c_norm > 0 or c_norm == float("inf"):
-        raise InvalidParameterError(f"clipping norm must be a finite number > 0, got {max_norm!r}")
+    c_norm = _check_clip(max_norm)
+    k = _check_group(x, y, group_size, expand)
+    rows = _check_rows(max_rows, x)
+    check_model(model)
     params = trainable_parameters(model)
+    if not params:
+        raise InvalidParameterError("the model has no trainable parameters")
     dtype = norm_dtype(params)
-    if x.shape[0] == 0:
-        check_model(model)
+    step = k if expand is None else 1  # input rows per example
+    n = x.shape[0] // step
+    sums = [torch.zeros_like(p) for p in params]
+    norms, losses, logits = [], [], []
+    with _Capture(model) as cap:
+        for s, e in _chunks(n, max(1, rows // k)):
+            xc, yc = x[s * step:e * step], y[s * step:e * step]
+            if expand is not None:
+                xc, yc = expand(xc), yc.repeat_interleave(k)
+            chunk = _chunk_contributions(model, cap, xc, yc, loss_fn, k, False)
+            norms.append(_clip_chunk(params, chunk.contribs, sums, c_norm, dtype, e - s, x.device))
+            losses.append(_group_mean(chunk.losses, k))
+            logits.append(_group_mean(chunk.logits, k))
+    if not norms:  # empty batch
         z = torch.zeros(0, device=x.device, dtype=dtype)
-        return ClipResult([torch.zeros_like(p) for p in params], z, z, z)
-    params, contribs, losses, logits = _contributions(model, x, y, loss_fn, False)
-    merged = {pid: _merged(parts) for pid, parts in contribs.items()}
-    b = x.shape[0]
-    normsq = torch.zeros(b, device=x.device, dtype=dtype)
-    for contrib in merged.values():
-        normsq = normsq + contrib.normsq().to(normsq.dtype)
+        return ClipResult(sums, z, z, z)
+    return ClipResult(sums, torch.cat(norms), torch.cat(losses), torch.cat(logits))
+
+
+def _clip_chunk(
+    params: list[nn.Parameter], contribs: dict[int, list[Contribution]], sums: list[Tensor],
+    c_norm: float, dtype: torch.dtype, n: int, device: torch.device,
+) -> Tensor:
+    """Norms of one chunk's n examples; adds the chunk's clipped sums into ``sums``."""
+    parts = {pid: merged(ps) for pid, ps in contribs.items()}
+    normsq = torch.zeros(n, device=device, dtype=dtype)
+    for contrib in parts.values():
+        normsq += contrib.normsq().to(dtype)
     norms = normsq.clamp_min(0).sqrt()
     # Clip to C (1 - SAFETY): float32 norms can be off by ~1e-6 relative; the margin keeps
     # every clipped gradient's true norm <= C, the sensitivity the accountants assume.
     factor = (c_norm * (1.0 - SAFETY) / (norms + 1e-12)).clamp(max=1.0)
-    grads = [
-        merged[id(p)].clipped_sum(factor).to(p.dtype) if id(p) in merged else torch.zeros_like(p)
-        for p in params
-    ]
-    return ClipResult(grads, norms, losses, logits)
+    for p, acc in zip(params, sums):
+        part = parts.get(id(p))
+        if part is not None:
+            acc += part.clipped_sum(factor).to(acc.dtype)
+    return norms
 
 
 def clipped_grad_sum(
-    model: nn.Module, x: Tensor, y: Tensor, max_norm: float, loss_fn: LossFn | None = None
+    model: nn.Module, x: Tensor, y: Tensor, max_norm: float, loss_fn: LossFn | None = None,
+    *, group_size: int = 1,
 ) -> tuple[list[Tensor], Tensor]:
-    """(sum of clipped per-example gradients per trainable parameter, per-example norms (B,)).
+    """(sum of clipped per-example gradients per trainable parameter, per-example norms (n,)).
 
     See :func:`clip_and_sum` for the clipping rule and the module docstring for the method.
     """
-    r = clip_and_sum(model, x, y, max_norm, loss_fn)
+    r = clip_and_sum(model, x, y, max_norm, loss_fn, group_size=group_size)
     return r.grads, r.norms
 
 
 def per_sample_grads(
-    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None, *, group_size: int = 1
 ) -> list[Tensor]:
-    """Per-example gradients, each (B, *param.shape), one per trainable parameter.
+    """Per-example gradients, each (n, *param.shape), one per trainable parameter (with
+    ``group_size`` K: the mean of each example's K consecutive rows' gradients).
 
-    Materialises every per-example gradient (memory B x #params): a reference for tests and
-    audits, not the training path.
+    Materialises every per-example gradient (memory n x #params, one pass over the whole
+    batch): a reference for tests and audits, not the training path.
     """
+    k = _check_group(x, y, group_size, None)
+    check_model(model)
     params = trainable_parameters(model)
-    if x.shape[0] == 0:
+    n = x.shape[0] // k
+    if n == 0:
         return [torch.zeros(0, *p.shape, device=p.device, dtype=p.dtype) for p in params]
-    params, contribs, _, _ = _contributions(model, x, y, loss_fn, True)
-    b = x.shape[0]
+    if not params:
+        raise InvalidParameterError("the model has no trainable parameters")
+    with _Capture(model) as cap:
+        chunk = _chunk_contributions(model, cap, x, y, loss_fn, k, True)
     out = []
     for p in params:
-        parts = contribs.get(id(p))
+        parts = chunk.contribs.get(id(p))
         if not parts:
-            out.append(torch.zeros(b, *p.shape, device=p.device, dtype=p.dtype))
+            out.append(torch.zeros(n, *p.shape, device=p.device, dtype=p.dtype))
         else:
-            out.append(torch.stack([q.materialize() for q in parts]).sum(0).to(p.dtype))
+            out.append(merged(parts).materialize().to(p.dtype))
     return out
 
 
 def per_sample_norms(
-    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None
+    model: nn.Module, x: Tensor, y: Tensor, loss_fn: LossFn | None = None, *, group_size: int = 1
 ) -> Tensor:
-    """Per-example gradient L2 norms over all trainable parameters, shape (B,)."""
-    return clip_and_sum(model, x, y, float("1e300"), loss_fn).norms
+    """Per-example gradient L2 norms over all trainable parameters, shape (n,)."""
+    return clip_and_sum(model, x, y, float("1e300"), loss_fn, group_size=group_size).norms
 
 
 __all__: Sequence[str] = (
+    "MICRO_BATCH_ELEMENTS",
     "ClipResult",
     "check_model",
     "clip_and_sum",
     "clipped_grad_sum",
     "default_loss",
+    "default_max_rows",
+    "norm_dtype",
     "per_sample_grads",
     "per_sample_norms",
     "trainable_parameters",

@@ -44,6 +44,9 @@ SCHEDULES: tuple[str, ...] = tuple(_SCHEDULE_CLASSES)
 SCREENING_RULES: tuple[str, ...] = ("none", "sa", "dpsur")
 #: Learning-rate schedules (:func:`dpaudit.training.levers.lr_factor`).
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "linear")
+#: Data-independent image augmentations (:mod:`dpaudit.training.augment`); "none" = no
+#: augmentation, also when a data set's defaults name one.
+AUGMENTATIONS: tuple[str, ...] = ("flip-crop", "shift")
 #: Accountants the trainer may use for its ledger (sound upper bounds only).
 TRAIN_ACCOUNTANTS: tuple[str, ...] = tuple(SOUND_ACCOUNTANTS)
 
@@ -148,6 +151,12 @@ class TrainConfig:
     draw fresh OS entropy; ``reproducible=True`` derives them from ``seed`` too (for tests and
     experiments; the model is then not private against anyone who knows the seed, and the
     metadata notes it). Runs with ``no_privacy`` are always seeded.
+
+    Augmentation: ``augment`` names a data-independent augmentation (:data:`AUGMENTATIONS`;
+    ``None`` = the data set's default, ``"none"`` = no augmentation) and
+    ``augment_multiplicity`` K the augmented copies per example whose gradients are averaged
+    before clipping (De et al. 2022, Sec. 3.2; the accounting is unchanged; K > 1 needs an
+    augmentation). See :mod:`dpaudit.training.augment`.
     """
 
     dataset: str = "digits"
@@ -183,6 +192,12 @@ class TrainConfig:
     lr_schedule: str | None = None
     evaluate: bool = True
     eval_size: int | None = DEFAULT_EVAL_SIZE
+    augment: str | None = None
+    augment_multiplicity: int = 1
+
+    def augmentation(self) -> str | None:
+        """The augmentation this run applies (``None`` for none)."""
+        return None if self.augment in (None, "none") else self.augment
 
     def screening_config(self) -> ScreeningConfig | None:
         """The :class:`ScreeningConfig` of this run (``None`` without screening)."""
@@ -243,6 +258,7 @@ def resolve_config(config: TrainConfig, plan: Plan | None = None) -> TrainConfig
     _check_choices(c)
     _check_numbers(c)
     _check_screening(c)
+    _check_augmentation(c)
     if c.member_fraction == 1.0 and needs_validation(c, plan):
         c.member_fraction = VALIDATION_MEMBER_FRACTION
     return c
@@ -343,6 +359,18 @@ def _check_numbers(c: TrainConfig) -> None:
         _positive_int("evaluation size", c.eval_size)
     if not _is_whole(c.seed) or c.seed < 0:
         raise InvalidParameterError(f"seed must be a non-negative integer, got {c.seed!r}")
+
+
+def _check_augmentation(c: TrainConfig) -> None:
+    """A known augmentation; K a positive integer, K > 1 only with an augmentation."""
+    if c.augment is not None and c.augment not in ("none", *AUGMENTATIONS):
+        raise InvalidParameterError(
+            f"augmentation must be one of none, {', '.join(AUGMENTATIONS)}, got {c.augment!r}")
+    c.augment_multiplicity = _positive_int("augmentation multiplicity", c.augment_multiplicity)
+    if c.augment_multiplicity > 1 and c.augmentation() is None:
+        raise InvalidParameterError(
+            f"augmentation multiplicity {c.augment_multiplicity} needs an augmentation "
+            f"({', '.join(AUGMENTATIONS)}): identical copies average to the plain gradient")
 
 
 def _check_screening(c: TrainConfig) -> None:

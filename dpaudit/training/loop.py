@@ -5,7 +5,10 @@ gradient sum and add N(0, sigma^2 C^2) once, divided by the expected batch size
 (:mod:`dpaudit.training.privatize`), record the step in the budget's ledger, apply SGD (with
 momentum: post-processing, free). With update screening (:mod:`dpaudit.training.screening`)
 every candidate update is scored by a charged validation query and kept or undone. Without
-privacy the step is plain SGD on the mean loss.
+privacy the step is plain SGD on the mean loss. With an augmentation
+(:mod:`dpaudit.training.augment`) every example of the batch becomes K augmented copies whose
+gradients are averaged before clipping (augmentation multiplicity; the accounting is
+unchanged).
 
 :class:`StepLoop` holds the live objects (model, optimizer, sampler, noise generator,
 screener, EMA); :meth:`StepLoop.fit` runs the epochs, asking the
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dpaudit.training.augment import augmenter_for
 from dpaudit.training.budget import PrivacyBudget
 from dpaudit.training.clipping import LossFn, default_loss, trainable_parameters
 from dpaudit.training.config import TrainConfig
@@ -120,6 +124,8 @@ class StepLoop:
         self.params = trainable_parameters(model)
         self.optimizer = torch.optim.SGD(self.params, lr=self.lr, momentum=float(config.momentum))
         self.ema = ParamEMA(self.params, config.ema_decay) if config.ema_decay is not None else None
+        self.augmenter = augmenter_for(config, self.device)
+        self.k = self.augmenter.k if self.augmenter is not None else 1
         self.lr_schedule = str(config.lr_schedule)
         self.total_steps = config.epochs * sampler.steps_per_epoch
         self.state = TrainState(model, self.optimizer, config, budget.ledger if budget else None)
@@ -211,7 +217,8 @@ class StepLoop:
         assert self.budget is not None
         grads, res = privatize(self.model, xb, yb, clip=self.budget.clip, noise_multiplier=sigma,
                                expected_batch_size=self.sampler.expected_batch_size,
-                               generator=self.generator, loss_fn=self.loss_fn)
+                               generator=self.generator, loss_fn=self.loss_fn,
+                               group_size=self.k, expand=self.augmenter)
         for p, g in zip(self.params, grads):
             p.grad = g
         self.budget.record_step(sigma)
@@ -219,10 +226,14 @@ class StepLoop:
         return res.losses, res.logits
 
     def _plain_gradient(self, xb: Tensor, yb: Tensor) -> tuple[Tensor, Tensor]:
+        if self.augmenter is not None:  # the mean loss over every augmented copy
+            xb, yb = self.augmenter(xb), yb.repeat_interleave(self.k)
         logits = self.model(xb)
         losses = (self.loss_fn or default_loss)(logits, yb)
         losses.mean().backward()
-        return losses.detach(), logits.detach()
+        k = self.k  # per-example means over the copies, for the epoch's statistics
+        return (losses.detach().reshape(-1, k).mean(1),
+                logits.detach().reshape(-1, k, *logits.shape[1:]).mean(1))
 
     def _begin_screening(self) -> _Candidate | None:
         if self.screener is None:

@@ -79,6 +79,8 @@ def _levers(r: RunRecord) -> dict[str, Any]:
         "momentum": c.momentum,
         "arch": r.arch,
         "activation": r.arch_kwargs.get("activation"),
+        "augment": c.augmentation(),
+        "augment_multiplicity": c.augment_multiplicity,
     }
 
 

@@ -14,6 +14,10 @@ neighbours) and is never noised, so "noisy sum / |B_t|" is not a post-processing
 sum -- it reveals |B_t| exactly and its sensitivity is not C / |B_t|. For shuffled fixed-size
 batches the batch size is public and equals the expected one (the last, shorter batch of an
 epoch is also divided by B; its size is public too, any constant would do).
+
+With augmentation multiplicity (``group_size`` K, De et al. 2022, Sec. 3.2) each example's
+gradient is the mean over its K augmented copies before clipping, so the clipped sum still has
+sensitivity C and the expected batch size still counts examples, not copies.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from dpaudit.errors import InvalidParameterError
-from dpaudit.training.clipping import ClipResult, LossFn, clip_and_sum
+from dpaudit.training.clipping import ClipResult, Expand, LossFn, clip_and_sum
 
 
 def add_noise(
@@ -67,9 +71,13 @@ def privatize(
     expected_batch_size: float,
     generator: torch.Generator | None = None,
     loss_fn: LossFn | None = None,
+    group_size: int = 1,
+    expand: Expand | None = None,
+    max_rows: int | None = None,
 ) -> tuple[list[Tensor], ClipResult]:
     """:func:`noisy_gradient` that also returns the clipping pass (norms, losses, logits)."""
-    r = clip_and_sum(model, x, y, clip, loss_fn)
+    r = clip_and_sum(model, x, y, clip, loss_fn, group_size=group_size, expand=expand,
+                     max_rows=max_rows)
     g = add_noise(
         r.grads,
         clip=clip,
@@ -90,11 +98,16 @@ def noisy_gradient(
     expected_batch_size: float,
     generator: torch.Generator | None = None,
     loss_fn: LossFn | None = None,
+    group_size: int = 1,
+    expand: Expand | None = None,
+    max_rows: int | None = None,
 ) -> list[Tensor]:
     """(sum of clipped per-example grads + N(0, sigma^2 C^2)) / expected_batch_size.
 
     One tensor per trainable parameter (``clipping.trainable_parameters`` order), not yet
-    applied to the model. ``generator`` must live on the model's device.
+    applied to the model. ``generator`` must live on the model's device. ``group_size``,
+    ``expand``, ``max_rows``: augmentation multiplicity and micro-batches, see
+    :func:`~dpaudit.training.clipping.clip_and_sum`.
     """
     return privatize(
         model,
@@ -105,4 +118,7 @@ def noisy_gradient(
         expected_batch_size=expected_batch_size,
         generator=generator,
         loss_fn=loss_fn,
+        group_size=group_size,
+        expand=expand,
+        max_rows=max_rows,
     )[0]
