@@ -143,8 +143,10 @@ def _not_reached(name: str, shift: float) -> CheckResult:
 
 
 # --------------------------------------------------------------------------- sensitivity
-def _sensitivity_cases(claim: Claim, dim: int, magnitude: float, seed: int,
-                       dev: torch.device) -> list[tuple[str, torch.nn.Module, Any, Any, Any, Any, LossFn, torch.Tensor]]:
+_Case = tuple[str, torch.nn.Module, Any, Any, Any, Any, LossFn, torch.Tensor]
+
+
+def _sensitivity_cases(claim: Claim, dim: int, magnitude: float, seed: int, dev: torch.device) -> list[_Case]:
     """(label, model, x0, y0, x1, y1, loss, unit direction of the huge gradient) per case:
     Dirac and dense gradients on a LinearProbe, and a gradient spanning the four tensors of
     a MultiProbe (clipping per layer or per tensor shows up there)."""
@@ -152,7 +154,7 @@ def _sensitivity_cases(claim: Claim, dim: int, magnitude: float, seed: int,
     rng = np.random.default_rng(seed)
     dense = rng.standard_normal(dim)
     dense /= np.linalg.norm(dense)
-    out = []
+    out: list[_Case] = []
     lin = LinearProbe(dim).to(dev)
     for label, u in (("dirac", np.eye(dim)[0]), ("dense", dense)):
         x0, y0 = dirac_batch(dim, n_fill, device=dev)

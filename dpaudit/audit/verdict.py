@@ -141,25 +141,41 @@ class AuditReport:
             if x.notes:
                 ev += "<br>" + "<br>".join("note: " + n.replace("|", "\\|") for n in x.notes)
             out.append(f"| {x.name} | {x.phrase()} | {ev} |")
+        from dpaudit.audit.plot import TRADEOFF_PNG, has_tradeoff
+
         out += [
             "",
             "`pass` = no evidence of the failure this check targets at its confidence; it is "
             "not a proof of privacy. See docs/verify.md for what each check proves.",
             "",
         ]
+        if has_tradeoff(self):
+            out += [f"![trade-off curves]({TRADEOFF_PNG})", "",
+                    "Claimed trade-off curve, the multi-run audit's (FPR, FNR) points with their simultaneous "
+                    "upper confidence corners, and the certified curve (the most private member of the "
+                    "claimed family the corners reject).", ""]
         return "\n".join(out)
 
     def write(self, directory: str | os.PathLike[str]) -> list[str]:
-        """Write ``report.json`` and ``report.md`` into ``directory`` (created if missing):
-        both or neither. An unusable folder is refused (OutputError) before anything is
-        written."""
+        """Write ``report.json``, ``report.md`` and, when the report holds a multi-run canary
+        audit, ``tradeoff.png`` into ``directory`` (created if missing): all or none. An
+        unusable folder, or a missing matplotlib when a figure is due, is refused
+        (OutputError / DPAuditError) before anything is written."""
+        from dpaudit.audit.plot import TRADEOFF_PNG, has_tradeoff, write_tradeoff
         from dpaudit.io import atomic_folder, check_output_dir
 
         d = check_output_dir(directory)
-        names = ("report.json", "report.md")
-        with atomic_folder(d, names) as (json_tmp, md_tmp):
-            json_tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-            md_tmp.write_text(self.to_markdown(), encoding="utf-8")
+        names = ["report.json", "report.md"]
+        if has_tradeoff(self):
+            from dpaudit.plotting import require_matplotlib
+
+            require_matplotlib("the trade-off figure of the report")
+            names.append(TRADEOFF_PNG)
+        with atomic_folder(d, names) as tmps:
+            tmps[0].write_text(self.to_json() + "\n", encoding="utf-8")
+            tmps[1].write_text(self.to_markdown(), encoding="utf-8")
+            if len(tmps) > 2:
+                write_tradeoff(self, tmps[2])
         return [str(d / n) for n in names]
 
 

@@ -154,7 +154,8 @@ class PiecewiseTradeoff:
         """Smallest eps >= 0 with ``delta(eps) <= delta``: the largest Kairouz bound of a
         vertex, :func:`~dpaudit.stats.bounds.eps_from_rate_bounds` (``inf`` when
         ``1 - f(0) > delta``)."""
-        if 1.0 - float(self.betas[0]) > delta or 1.0 - float(self._inv[1][0]) > delta:
+        slack = delta * (1.0 + 1e-9) + 1e-15
+        if 1.0 - float(self.betas[0]) > slack or 1.0 - float(self._inv[1][0]) > slack:
             return math.inf
         ia, ib = self._inv
         a = np.concatenate((self.alphas, ia))

@@ -155,7 +155,7 @@ def test_report_renders_and_writes(tmp_path, claim):
     report = audit(planted.adapter("half_sigma", claim), checks="noise_variance,sampler")
     d = json.loads(report.to_json())
     assert d["verdict"] == VIOLATION and [c["name"] for c in d["checks"]] == ["noise_variance", "sampler"]
-    assert "| noise_variance | violation at 99.95% confidence (p = " in report.to_markdown()
+    assert "| noise_variance | violation at 99.95% confidence (p = " in report.to_markdown()  # 2 statistical checks
     assert "VIOLATION" in report.to_text()
     paths = report.write(str(tmp_path / "out"))
     assert json.loads((tmp_path / "out" / "report.json").read_text())["verdict"] == VIOLATION
