@@ -111,6 +111,8 @@ def guess_bound(curve: TradeoffCurve, two_sided: bool, sharp: bool = True) -> Ca
     and f^{-1} -- the sharp form does not hold there (a canary's correct mass mixes its
     in-world and out-world masses, and Jensen over the two gives only g)."""
     g: Callable[[float], float]
+    if isinstance(curve, PiecewiseTradeoff):
+        curve = curve.coarsened()  # below the curve: conservative, and fast to evaluate
     if two_sided and not curve.symmetric():
         if not isinstance(curve, PiecewiseTradeoff):
             raise InvalidParameterError("two-sided guesses need a symmetric or piecewise-linear curve")

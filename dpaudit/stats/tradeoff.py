@@ -108,6 +108,7 @@ class PiecewiseTradeoff:
     betas: np.ndarray
     label: str = ""
     _inv: tuple[np.ndarray, np.ndarray] = field(init=False, repr=False, compare=False)
+    _sym: list[PiecewiseTradeoff] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         a = np.clip(np.asarray(self.alphas, dtype=np.float64), 0.0, 1.0)
@@ -126,6 +127,7 @@ class PiecewiseTradeoff:
         object.__setattr__(self, "alphas", ea)
         object.__setattr__(self, "betas", eb)
         object.__setattr__(self, "_inv", (ia, ib))
+        object.__setattr__(self, "_sym", [])
 
     def __call__(self, alpha: np.ndarray | float) -> np.ndarray:
         return np.asarray(np.interp(np.asarray(alpha, dtype=np.float64), self.alphas, self.betas))
@@ -140,7 +142,7 @@ class PiecewiseTradeoff:
 
     def symmetric(self) -> bool:
         ia, ib = self._inv
-        return bool(np.allclose(np.interp(ia, self.alphas, self.betas), ib, atol=1e-12, rtol=0))
+        return bool(np.allclose(np.interp(ia, self.alphas, self.betas), ib, atol=1e-9, rtol=0))
 
     def delta(self, epsilon: float) -> float:
         """``delta(eps) = max_k (1 - beta_k - e^eps alpha_k)`` over the vertices of f and of
@@ -163,16 +165,48 @@ class PiecewiseTradeoff:
         keep = a > 0.0
         return float(np.max(eps_from_rate_bounds(a[keep], b[keep], delta), initial=0.0))
 
+    def coarsened(self, vertices: int = 3000) -> PiecewiseTradeoff:
+        """A curve with at most about ``vertices`` vertices that lies *below* this one: the
+        upper envelope of the lines through evenly spaced segments (tangents of a convex
+        function lie below it), clipped at 0. Testing against it is conservative."""
+        a, b = self.alphas, self.betas
+        if a.size <= vertices:
+            return self
+        seg = np.unique(np.linspace(0, a.size - 2, vertices).astype(np.int64))
+        da, db = a[seg + 1] - a[seg], b[seg + 1] - b[seg]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            slope = db / da
+        # no tangent from (near-)vertical pieces, nor from pieces flattened by rounding near
+        # beta = 1 (1 - tiny == 1.0: a "slope 0" there is not below the curve)
+        ok = (da > 0) & np.isfinite(slope) & (slope > -1e12) & ((db < 0) | (b[seg] == 0.0))
+        seg, slope = seg[ok], slope[ok]
+        if seg.size < 2:
+            return self
+        keep = [0]
+        for i in range(1, slope.size):  # strictly increasing slopes (no parallel lines)
+            if slope[i] > slope[keep[-1]] + 1e-15:
+                keep.append(i)
+        seg, slope = seg[keep], slope[keep]
+        icpt = b[seg] - slope * a[seg]
+        xs = (icpt[1:] - icpt[:-1]) / (slope[:-1] - slope[1:])  # where consecutive lines cross
+        xs = np.clip(xs, 0.0, 1.0)
+        xs = np.concatenate(([0.0], np.maximum.accumulate(xs), [1.0]))
+        lines = np.concatenate(([0], np.arange(len(seg) - 1), [len(seg) - 1]))
+        ys = np.maximum(icpt[lines] + slope[lines] * xs - 1e-11, 0.0)  # margin for round-off
+        return PiecewiseTradeoff(xs, ys, label=self.label)
+
     def symmetrized(self) -> PiecewiseTradeoff:
         """The largest symmetric trade-off function below both f and f^{-1}: the lower
         convex envelope of ``min(f, f^{-1})`` (Dong et al. 2022, Prop. F.2 / Sec. 2.3: a
         mechanism that is f-DP for both orders of every neighbouring pair is
-        ``conv(min(f, f^{-1}))``-DP)."""
-        ia, _ = self._inv
-        xs = np.unique(np.concatenate((self.alphas, ia)))
-        ys = np.minimum(self(xs), self.inverse(xs))
-        hx, hy = _lower_hull(xs, ys)
-        return PiecewiseTradeoff(hx, hy, label=self.label)
+        ``conv(min(f, f^{-1}))``-DP). Computed once per curve."""
+        if not self._sym:
+            ia, _ = self._inv
+            xs = np.unique(np.concatenate((self.alphas, ia)))
+            ys = np.minimum(self(xs), self.inverse(xs))
+            hx, hy = _lower_hull(xs, ys)
+            self._sym.append(PiecewiseTradeoff(hx, hy, label=self.label))
+        return self._sym[0]
 
 
 def _unique_min(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
