@@ -81,7 +81,7 @@ def tightness(args: argparse.Namespace) -> list[dict[str, Any]]:
         claim = _claim(cfg)
         print(f"[{cfg}] claim {claim.summary()}", flush=True)
         for name in args.trainers:
-            r, cpu, wall = _timed(lambda: canary_audit(make[name](claim), alpha=0.05, runs=args.runs, seed=1))
+            r, cpu, wall = _timed(lambda n=name, c=claim: canary_audit(make[n](c), alpha=0.05, runs=args.runs, seed=1))
             d = r.details
             row = {"config": cfg, "audit": "multi-run", "trainer": name, "runs_per_world": args.runs,
                    "eps_lb": d["epsilon_lower_bound"], "mu_lb": d["mu_lower"], "p_value": d["p_value"],
@@ -95,7 +95,7 @@ def tightness(args: argparse.Namespace) -> list[dict[str, Any]]:
         for m in args.canaries:
             c1 = _claim(cfg, n=max(m, CONFIGS[cfg][2]))
             for name in args.trainers:
-                r, cpu, wall = _timed(lambda: one_run_audit(make[name](c1), alpha=0.05, canaries=m, seed=1))
+                r, cpu, wall = _timed(lambda n=name, c=c1, k=m: one_run_audit(make[n](c), alpha=0.05, canaries=k, seed=1))
                 d = r.details
                 row = {"config": cfg, "audit": "one-run", "trainer": name, "canaries": m,
                        "eps_lb": d["epsilon_lower_bound"], "steinke": d["steinke"]["epsilon_lower_bound"],

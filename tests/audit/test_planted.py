@@ -98,3 +98,17 @@ def test_family_wise_false_alarm_rate_of_the_probes(claim):
     checks = "noise_variance,fresh_noise,sampler"  # the statistical probes
     alarms = sum(audit(a, checks=checks, confidence=0.5, seed=s).verdict == VIOLATION for s in range(1, 25))
     assert alarms / 24 <= 0.5 + 3 * (0.25 / 24) ** 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [ReferenceAdapter, pytest.param(
+    OpacusAdapter, marks=pytest.mark.skipif(not HAS_OPACUS, reason="opacus extra not installed"))],
+    ids=["reference", "opacus"])
+def test_no_false_alarm_over_seeds_at_the_default_confidence(make):
+    """Default audits (every check, confidence 0.999) of a correct trainer over 20 seeds:
+    no violation (bench/audit.py --part alarms runs 100 seeds)."""
+    from dpaudit.audit import Claim
+
+    claim = Claim.create(noise_multiplier=1.0, steps=20, sample_rate=0.1, dataset_size=100)
+    flagged = {s: [c.name for c in audit(make(claim), seed=s).checks if c.verdict == VIOLATION] for s in range(20)}
+    assert not any(flagged.values()), flagged

@@ -243,3 +243,13 @@ def test_one_run_p_value_agrees_with_the_test():
     p = fdp_p_value(phi, 10_000, 400, 330)
     assert 0 < p < 1
     assert fdp_rejects(phi, 10_000, 400, 330, p * 1.01) and not fdp_rejects(phi, 10_000, 400, 330, p * 0.99)
+
+
+@pytest.mark.parametrize("segs", [(GaussianSegment(0.1, 1.0, 20),), (GaussianSegment(0.01, 1.0, 1000),)])
+def test_coarsened_curve_lies_below_and_close(segs):
+    f = segments_tradeoff(segs)
+    c = f.coarsened(2000)
+    assert c.alphas.size <= 2100
+    x = np.concatenate((np.geomspace(1e-12, 1e-2, 2000), np.linspace(0.01, 1.0, 20000)))
+    assert np.all(c(x) <= f(x) + 1e-13)
+    assert np.max(f(x) - c(x)) < 1e-4
