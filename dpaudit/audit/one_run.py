@@ -150,6 +150,19 @@ def _rule(rows: list[dict[str, int]], m: int, level: float) -> Callable[[Tradeof
     return rejects
 
 
+def _claim_p_value(curve: TradeoffCurve, rows: list[dict[str, int]], m: int) -> float:
+    """Bonferroni p-value of ``curve`` over the guess rules (rules that cannot beat the best
+    so far are skipped: rejection is monotone in the level)."""
+    best = 1.0
+    phis = {two: guess_bound(curve, two) for two in (False, True)}
+    for r in sorted(rows, key=lambda r: -r["correct"] / max(r["guesses"], 1)):
+        phi = phis[r["k_out"] > 0]
+        if best < 1.0 and not fdp_rejects(phi, m, r["guesses"], r["correct"], best):
+            continue
+        best = min(best, fdp_p_value(phi, m, r["guesses"], r["correct"]))
+    return min(1.0, len(rows) * best)
+
+
 def _canaries_needed(curve: TradeoffCurve, level: float, m: int, limit: int = 10**6) -> int | None:
     """Smallest m' (doubling from m) at which perfect guesses by the largest rule reject
     ``curve``; None beyond ``limit``."""
@@ -187,8 +200,7 @@ def one_run_audit(adapter: TrainerAdapter, *, alpha: float, canaries: int = 1000
     family = claim_family(claim)
     cert = certify(family, claim, _rule(rows, m, level))
     claim_curve = family.curve(cert.claim_scale)
-    p = min(1.0, len(rows) * min(fdp_p_value(guess_bound(claim_curve, r["k_out"] > 0), m, r["guesses"], r["correct"])
-                                 for r in rows))
+    p = _claim_p_value(claim_curve, rows, m)
     steinke = max(steinke_epsilon(m, r["guesses"], r["correct"], claim.delta, level) for r in rows)
     perfect = [{**r, "correct": r["guesses"]} for r in rows if r["guesses"] == max(x["guesses"] for x in rows)]
     ceiling = certify(family, claim, _rule(perfect, m, level)).epsilon
