@@ -1,25 +1,39 @@
-"""Audit benchmark: tightness of the white-box canary audits and cost of the probes.
+"""Audit benchmark: tightness of the canary audits, cost of a default audit, false alarms.
 
-* Tightness at a claimed eps = 2 (delta = 1e-5): the multi-run Dirac canary audit (Nasr et al.
-  2023; Clopper-Pearson and GDP routes) and the one-run audit (Steinke et al. 2023) on the
-  reference trainer, beside Opacus as the anchor library, each on the same claimed mechanism.
-  The claim's sigma is solved so that dp-accounting's PLD accountant gives eps = 2 exactly;
-  the figure reported is eps_lb / eps at 95% confidence (one check, no Bonferroni split).
-* Cost: the six probes on the reference trainer and on Opacus, interleaved rounds, medians.
+Parts (``--part``, default all):
 
-One process; inline execution unless ``--workers`` > 1 (process pool for the multi-run audit).
+* ``tightness`` -- at a claimed eps = 2 (delta = 1e-5) the certified multi-run eps_lb
+  (f-DP test of the claimed curve, ``fdp-multi-run``) and one-run eps_lb (``fdp-one-run``)
+  at 95% confidence (the check alone, no Bonferroni split), beside the ``cp-bonferroni`` and
+  Steinke et al. figures, for the reference trainer and Opacus (same seeded generators:
+  identical noise, so their figures coincide -- a cross-check of the adapters). The claim's
+  sigma is solved so that dp-accounting's PLD accountant gives eps = 2 exactly. Configs:
+  ``full`` (q = 1, one step), ``poisson`` (q = 0.25, 4 steps), ``digits`` (the claim of
+  ``dpaudit train --epsilon 2``: N = 1437, B = 128, T = 330).
+* ``cli`` -- whole-process CPU and wall time of the default ``dpaudit audit`` commands
+  (``--model`` a digits model, ``--builtin reference`` / ``opacus`` on its claim).
+* ``alarms`` -- false alarms of default audits (confidence 0.999) of the correct trainers
+  over many seeds, and of the sampler check at q = 0.001, N = 50,000.
+
+One process (children for ``cli``); torch on one thread; CPU time (``time.process_time``,
+or the children's rusage) beside wall time -- the machine is shared.
 
 Usage::
 
-    python bench/audit.py [--runs 2000] [--canaries 1000 5000] [--config full|poisson] [--repeats 3]
+    python bench/audit.py [--part tightness|cli|alarms] [--runs 20000] [--canaries 100000]
+        [--configs full poisson digits] [--seeds 100] [--model model.pt] [--out results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
+import resource
+import subprocess
+import sys
 import time
+from typing import Any
 
 
 def solve_sigma(q: float, steps: int, eps: float = 2.0, delta: float = 1e-5) -> float:
@@ -38,73 +52,149 @@ def solve_sigma(q: float, steps: int, eps: float = 2.0, delta: float = 1e-5) -> 
     return float(brentq(f, 0.3, 50.0, xtol=1e-5))
 
 
+CONFIGS = {"full": (1.0, 1, 4, None), "poisson": (0.25, 4, 16, None), "digits": (128 / 1437, 330, 1437, 128.0)}
+
+
+def _claim(name: str, n: int | None = None) -> Any:
+    from dpaudit.audit import Claim
+
+    q, steps, size, b = CONFIGS[name]
+    sigma = solve_sigma(q, steps)
+    return Claim(epsilon=2.0, delta=1e-5, sample_rate=q, noise_multiplier=sigma, clip=1.0, steps=steps,
+                 dataset_size=n or size, expected_batch_size=b or 0.0)
+
+
+def _timed(fn: Any) -> tuple[Any, float, float]:
+    c, w = time.process_time(), time.perf_counter()
+    out = fn()
+    return out, time.process_time() - c, time.perf_counter() - w
+
+
+def tightness(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from dpaudit.audit import OpacusAdapter, ReferenceAdapter
+    from dpaudit.audit.canaries import canary_audit
+    from dpaudit.audit.one_run import one_run_audit
+
+    make = {"reference": ReferenceAdapter, "opacus": OpacusAdapter}
+    rows = []
+    for cfg in args.configs:
+        claim = _claim(cfg)
+        print(f"[{cfg}] claim {claim.summary()}", flush=True)
+        for name in args.trainers:
+            r, cpu, wall = _timed(lambda n=name, c=claim: canary_audit(make[n](c), alpha=0.05, runs=args.runs, seed=1))
+            d = r.details
+            row = {"config": cfg, "audit": "multi-run", "trainer": name, "runs_per_world": args.runs,
+                   "eps_lb": d["epsilon_lower_bound"], "mu_lb": d["mu_lower"], "p_value": d["p_value"],
+                   "cp_bonferroni": d["cp_bonferroni"]["epsilon_lower_bound"],
+                   "gdp_estimate": d["gdp_estimate"]["epsilon_hat"], "ratio": d["ratio"], "cpu_s": cpu,
+                   "wall_s": wall, "verdict": r.verdict}
+            rows.append(row)
+            print(f"  multi-run {name:9s} R={args.runs}: eps_lb={row['eps_lb']:.3f} ({row['ratio']:.2f} eps) "
+                  f"cp={row['cp_bonferroni']:.3f} gdp-est={row['gdp_estimate']:.3f}  {cpu:.1f}s CPU {wall:.1f}s wall",
+                  flush=True)
+        for m in args.canaries:
+            c1 = _claim(cfg, n=max(m, CONFIGS[cfg][2]))
+            for name in args.trainers:
+                r, cpu, wall = _timed(lambda n=name, c=c1, k=m: one_run_audit(make[n](c), alpha=0.05, canaries=k, seed=1))
+                d = r.details
+                row = {"config": cfg, "audit": "one-run", "trainer": name, "canaries": m,
+                       "eps_lb": d["epsilon_lower_bound"], "steinke": d["steinke"]["epsilon_lower_bound"],
+                       "ceiling": d["ceiling"]["epsilon"], "ratio": d["ratio"], "cpu_s": cpu, "wall_s": wall,
+                       "verdict": r.verdict}
+                rows.append(row)
+                print(f"  one-run   {name:9s} m={m}: eps_lb={row['eps_lb']:.3f} ({row['ratio']:.2f} eps) "
+                      f"steinke={row['steinke']:.3f}  {cpu:.1f}s CPU {wall:.1f}s wall", flush=True)
+    return rows
+
+
+def _child_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def cli_times(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Whole ``dpaudit audit`` processes (default options), CPU of the child and wall time."""
+    if not args.model:
+        print("cli: no --model given (train one with `dpaudit train --epsilon 2 --out model.pt`); skipped")
+        return []
+    from dpaudit.audit import Claim
+
+    c = Claim.from_model_file(args.model)
+    claim_args = ["--noise-multiplier", repr(c.noise_multiplier), "--batch-size", str(round(c.expected_batch_size)),
+                  "--dataset-size", str(c.dataset_size), "--steps", str(c.steps)]
+    cmds = {"--model": ["--model", args.model], "--builtin reference": ["--builtin", "reference", *claim_args],
+            "--builtin opacus": ["--builtin", "opacus", *claim_args]}
+    rows = []
+    for label, extra in cmds.items():
+        before = _child_cpu()
+        w = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "cli.main", "audit", *extra, "--json"], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        wall, cpu = time.perf_counter() - w, _child_cpu() - before
+        rep = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+        multi = next((x for x in rep.get("checks", []) if x["name"] == "canary_multi_run"), {})
+        one = next((x for x in rep.get("checks", []) if x["name"] == "canary_one_run"), {})
+        row = {"command": f"dpaudit audit {label}", "cpu_s": cpu, "wall_s": wall, "verdict": rep.get("verdict"),
+               "multi_run_eps_lb": multi.get("details", {}).get("epsilon_lower_bound"),
+               "one_run_eps_lb": one.get("details", {}).get("epsilon_lower_bound"), "exit": proc.returncode}
+        rows.append(row)
+        print(f"  {row['command']:32s} {cpu:6.1f}s CPU {wall:6.1f}s wall  verdict={row['verdict']} "
+              f"multi eps_lb={row['multi_run_eps_lb']} one-run eps_lb={row['one_run_eps_lb']}", flush=True)
+    return rows
+
+
+def alarms(args: argparse.Namespace) -> dict[str, Any]:
+    """Default audits (every check, confidence 0.999) of the correct trainers over seeds."""
+    from dpaudit.audit import Claim, OpacusAdapter, ReferenceAdapter, audit, probes
+
+    claim = Claim.create(noise_multiplier=1.0, steps=20, sample_rate=0.1, dataset_size=100)
+    out: dict[str, Any] = {"claim": claim.summary(), "seeds": args.seeds}
+    for name, make in (("reference", ReferenceAdapter), ("opacus", OpacusAdapter)):
+        bad: list[tuple[int, list[str]]] = []
+        c0 = time.process_time()
+        for s in range(args.seeds):
+            rep = audit(make(claim), seed=s)
+            flagged = [c.name for c in rep.checks if c.verdict == "violation"]
+            if flagged:
+                bad.append((s, flagged))
+        out[name] = {"violations": len(bad), "rate": len(bad) / args.seeds, "which": bad,
+                     "cpu_s_per_audit": (time.process_time() - c0) / args.seeds}
+        print(f"  {name:9s}: {len(bad)} of {args.seeds} default audits said violation {bad}  "
+              f"({out[name]['cpu_s_per_audit']:.1f}s CPU each)", flush=True)
+    small = Claim(epsilon=10.0, delta=1e-6, sample_rate=0.001, noise_multiplier=1.0, clip=1.0, steps=1000,
+                  dataset_size=50_000)
+    n_s = 2 * args.seeds
+    for name, make in (("reference", ReferenceAdapter), ("opacus", OpacusAdapter)):
+        a = make(small)
+        hits = sum(probes.sampler_probe(a, alpha=(1 - 0.999) / 6, seed=s).verdict == "violation" for s in range(n_s))
+        out[f"sampler_q0.001_{name}"] = {"violations": hits, "audits": n_s}
+        print(f"  sampler q=0.001 N=50000 {name}: {hits} of {n_s} said violation", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=2000, help="multi-run audit: runs per world")
-    ap.add_argument("--canaries", type=int, nargs="*", default=[1000, 5000])
-    ap.add_argument("--config", choices=["full", "poisson"], default="full")
-    ap.add_argument("--repeats", type=int, default=3, help="probe-timing rounds")
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--part", choices=["all", "tightness", "cli", "alarms"], default="all")
+    ap.add_argument("--runs", type=int, default=20000, help="multi-run audit: runs per world")
+    ap.add_argument("--canaries", type=int, nargs="*", default=[100000])
+    ap.add_argument("--configs", nargs="*", default=["full"], choices=sorted(CONFIGS))
     ap.add_argument("--trainers", nargs="*", default=["reference", "opacus"])
+    ap.add_argument("--seeds", type=int, default=100, help="alarms: audits per trainer")
+    ap.add_argument("--model", default=None, help="cli: a digits model from `dpaudit train --epsilon 2`")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
-    from dpaudit.audit import Claim, OpacusAdapter, ReferenceAdapter, audit
-    from dpaudit.audit.canaries import canary_audit
-    from dpaudit.audit.one_run import one_run_audit
-
-    q, steps = (1.0, 1) if args.config == "full" else (0.25, 4)
-    sigma = solve_sigma(q, steps)
-    make = {"reference": ReferenceAdapter, "opacus": OpacusAdapter}
-    results: dict = {"config": {"sample_rate": q, "steps": steps, "noise_multiplier": sigma, "epsilon": 2.0,
-                                "delta": 1e-5, "confidence": 0.95}, "multi_run": [], "one_run": [], "probes": {}}
-    print(f"claimed eps=2, delta=1e-5: q={q}, steps={steps}, sigma={sigma:.5f} (PLD)")
-    ex = "inline" if args.workers <= 1 else "process"
-    for name in args.trainers:
-        claim = Claim(epsilon=2.0, delta=1e-5, sample_rate=q, noise_multiplier=sigma, clip=1.0, steps=steps,
-                      dataset_size=4 if q >= 1 else 16)
-        t = time.perf_counter()
-        r = canary_audit(make[name](claim), alpha=0.05, runs=args.runs, seed=1, executor=ex, workers=args.workers)
-        secs = time.perf_counter() - t
-        d = r.details
-        row = {"trainer": name, "runs_per_world": args.runs, "eps_lb_cp": d["epsilon_lower_cp"],
-               "eps_lb_gdp": d["gdp"]["epsilon_lower"], "mu_lb": d["gdp"]["mu_lower"], "mu_hat": d["gdp"]["mu_hat"],
-               "ratio_cp": d["ratio_cp"], "ratio_gdp": d["ratio_gdp"], "seconds": secs, "verdict": r.verdict}
-        results["multi_run"].append(row)
-        print(f"multi-run {name:9s} R={args.runs}/world: eps_lb CP={row['eps_lb_cp']:.3f} "
-              f"GDP={row['eps_lb_gdp']:.3f} (mu_lb={row['mu_lb']:.3f}, mu_hat={row['mu_hat']:.3f}) "
-              f"ratio GDP={row['ratio_gdp']:.3f} CP={row['ratio_cp']:.3f}  {secs:.1f}s  {r.verdict}")
-    for m in args.canaries:
-        for name in args.trainers:
-            claim = Claim(epsilon=2.0, delta=1e-5, sample_rate=q, noise_multiplier=sigma, clip=1.0, steps=steps,
-                          dataset_size=m)
-            t = time.perf_counter()
-            r = one_run_audit(make[name](claim), alpha=0.05, canaries=m, seed=1)
-            secs = time.perf_counter() - t
-            best = r.details["best"]
-            row = {"trainer": name, "canaries": m, "eps_lb": best["epsilon"], "ratio": r.details["ratio"],
-                   "guesses": best.get("guesses"), "correct": best.get("correct"), "seconds": secs,
-                   "verdict": r.verdict}
-            results["one_run"].append(row)
-            print(f"one-run   {name:9s} m={m}: eps_lb={row['eps_lb']:.3f} ratio={row['ratio']:.3f} "
-                  f"({row['correct']}/{row['guesses']})  {secs:.1f}s  {r.verdict}")
-    # probe cost, interleaved rounds
-    claim = Claim(epsilon=4.0, delta=1e-5, sample_rate=0.1, noise_multiplier=1.0, clip=1.0, steps=20,
-                  dataset_size=100)
-    times: dict[str, list[float]] = {n: [] for n in args.trainers}
-    for n in args.trainers:  # warm-up
-        audit(make[n](claim), checks="probes")
-    for _ in range(args.repeats):
-        for n in args.trainers:
-            t = time.perf_counter()
-            audit(make[n](claim), checks="probes")
-            times[n].append(time.perf_counter() - t)
-    for n in args.trainers:
-        results["probes"][n] = statistics.median(times[n])
-        print(f"probes    {n:9s}: median {results['probes'][n]:.2f}s over {args.repeats} rounds")
+    results: dict[str, Any] = {"python": sys.version.split()[0], "load_average": os.getloadavg()}
+    if args.part in ("all", "tightness"):
+        results["tightness"] = tightness(args)
+    if args.part in ("all", "cli"):
+        results["cli"] = cli_times(args)
+    if args.part in ("all", "alarms"):
+        results["alarms"] = alarms(args)
+    results["load_average_end"] = os.getloadavg()
     if args.out:
         from dpaudit.io import atomic_write_text
 

@@ -12,7 +12,11 @@ The audit never reads a trainer's source. It talks to a :class:`TrainerAdapter`:
   audit seeds one generator per simulated training run); a trainer that ignores it is still
   audited, but the exact (noise-cancelling) probes become statistical or inconclusive.
 * optional :meth:`sample_batches` (the trainer's own batch sampler, over dataset indices) and
-  :meth:`per_sample_gradients` (its per-example gradient engine, unclipped).
+  :meth:`per_sample_gradients` (its per-example gradient engine, unclipped);
+* optional capability flag ``batched_canaries = True``: the step treats examples
+  independently and adds isotropic noise, so the canary audits may simulate many runs as
+  the coordinates of one instrument model (one call per step for thousands of runs;
+  :mod:`dpaudit.audit.simulate`). Without it the audits run one simulated run at a time.
 
 Loss convention (the reference trainer's): ``loss_fn(output, target)`` returns one loss per
 example, shape ``(B,)`` (e.g. ``cross_entropy(..., reduction="none")``); the per-example
@@ -99,8 +103,9 @@ class StepAdapter:
 
     ``step_fn(model, x, y, *, loss_fn, generator, step, claim)`` returns the noisy update
     (flat tensor or list of per-parameter tensors). ``sampler(dataset_size, steps, seed)`` and
-    ``per_sample_fn(model, x, y, loss_fn)`` are optional. For process executors every callable
-    must be picklable (module-level functions).
+    ``per_sample_fn(model, x, y, loss_fn)`` are optional. ``batched=True`` opts in to the
+    batched canary instrument (per-example clipping, isotropic noise). For process executors
+    every callable must be picklable (module-level functions).
     """
 
     claimed: Claim
@@ -109,6 +114,12 @@ class StepAdapter:
     per_sample_fn: Callable[..., torch.Tensor] | None = None
     name: str = "custom"
     device: str = "cpu"
+    batched: bool = False
+
+    @property
+    def batched_canaries(self) -> bool:
+        """The ``batched`` opt-in (see the module docstring)."""
+        return self.batched
 
     def claim(self) -> Claim:
         return self.claimed
@@ -154,6 +165,7 @@ class ReferenceAdapter:
     on ``device`` (the audit places its models, batches and generators there)."""
 
     name = "reference"
+    batched_canaries = True
 
     def __init__(self, claim: Claim, device: str = "cpu") -> None:
         self.claimed = claim
@@ -204,6 +216,7 @@ class OpacusAdapter:
     """
 
     name = "opacus"
+    batched_canaries = True
 
     def __init__(self, claim: Claim, device: str = "cpu") -> None:
         if claim.batching != "poisson":

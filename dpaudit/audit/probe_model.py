@@ -47,3 +47,47 @@ def run_generator(seed: int, device: torch.device | str = "cpu") -> torch.Genera
 def device_of(adapter: object) -> torch.device:
     """The device an adapter computes on (its ``device`` attribute; CPU by default)."""
     return torch.device(getattr(adapter, "device", None) or "cpu")
+
+
+class MultiProbe(torch.nn.Module):
+    """A small two-layer network (``Linear(inputs, hidden)``, tanh, ``Linear(hidden,
+    outputs)``, both with bias): four parameter tensors of different shapes, so that probes
+    see every tensor separately (noise on only the weights, clipping per layer, ...).
+    Weights are small and fixed (seeded): a trainer that reads its update back from the
+    parameters loses little precision."""
+
+    def __init__(self, inputs: int = 16, hidden: int = 8, outputs: int = 4, seed: int = 7) -> None:
+        super().__init__()
+        self.l1 = torch.nn.Linear(inputs, hidden)
+        self.l2 = torch.nn.Linear(hidden, outputs)
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(0.3 * torch.randn(p.shape, generator=gen))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.l1(x)))
+
+
+def zero_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example losses that are identically 0 (every gradient is exactly zero)."""
+    return output.reshape(output.shape[0], -1).sum(1) * 0.0
+
+
+def weighted_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example loss ``target_i * sum(output_i)``: fillers (target 0) have zero gradient,
+    the probe's example (target K) a gradient K times that of ``sum(output)``."""
+    return output.reshape(output.shape[0], -1).sum(1) * target.to(output.dtype)
+
+
+def tensor_sizes(model: torch.nn.Module) -> list[tuple[str, int]]:
+    """(name, numel) of the trainable parameters in ``model.parameters()`` order -- how a
+    flat update splits into tensors."""
+    return [(n, p.numel()) for n, p in model.named_parameters() if p.requires_grad]
+
+
+def spread_steps(steps: int, count: int) -> list[int]:
+    """``count`` step indices spread evenly over the claimed run, first and last included."""
+    if steps <= count:
+        return list(range(steps))
+    return sorted({round(i * (steps - 1) / (count - 1)) for i in range(count)})

@@ -79,6 +79,48 @@ def actual_batch_divisor_step(model, x, y, *, loss_fn, generator, step, claim: C
     return (s + claim.noise_multiplier * claim.clip * _noise(s.numel(), generator)) / x.shape[0]
 
 
+def bias_noiseless_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
+    """Noise on the weights only: every parameter named ``*bias`` is released noiseless."""
+    s = _clip_sum(per_sample(model, x, y, loss_fn), claim.clip)
+    mask = torch.cat([torch.full((p.numel(),), 0.0 if n.endswith("bias") else 1.0, device=s.device)
+                      for n, p in model.named_parameters() if p.requires_grad])
+    return (s + mask * claim.noise_multiplier * claim.clip * _noise(s.numel(), generator)) / claim.expected_batch_size
+
+
+def sigma_drop_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
+    """Correct for the first half of the run, then sigma halves (a schedule bug)."""
+    sigma = claim.noise_multiplier if step < claim.steps // 2 else 0.5 * claim.noise_multiplier
+    s = _clip_sum(per_sample(model, x, y, loss_fn), claim.clip)
+    return (s + sigma * claim.clip * _noise(s.numel(), generator)) / claim.expected_batch_size
+
+
+def step_seeded_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
+    """Noise from a generator seeded with the step index: fresh within a run, the same in
+    every run (ignores the audit's generator)."""
+    s = _clip_sum(per_sample(model, x, y, loss_fn), claim.clip)
+    g = torch.Generator(device=s.device).manual_seed(1000 + int(step))
+    return (s + claim.noise_multiplier * claim.clip * _noise(s.numel(), g)) / claim.expected_batch_size
+
+
+def own_loss_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
+    """A correct DP-SGD step that ignores the given loss_fn and uses its own (squared
+    output): private, but the audit's gradients never reach it."""
+    def own(out, target):
+        return 0.5 * (out.reshape(out.shape[0], -1) ** 2).sum(1)
+
+    s = _clip_sum(per_sample(model, x, y, own), claim.clip)
+    return (s + claim.noise_multiplier * claim.clip * _noise(s.numel(), generator)) / claim.expected_batch_size
+
+
+def own_data_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
+    """A correct DP-SGD step on the trainer's own data (it ignores the batch it is given)."""
+    g = torch.Generator(device=x.device).manual_seed(5)
+    own_x = torch.randn(x.shape, generator=g, device=x.device)
+    own_y = torch.zeros_like(y)
+    s = _clip_sum(per_sample(model, own_x, own_y, loss_fn), claim.clip)
+    return (s + claim.noise_multiplier * claim.clip * _noise(s.numel(), generator)) / claim.expected_batch_size
+
+
 def make_poisson_sampler(q: float):
     return _PoissonSampler(q)
 
@@ -111,13 +153,21 @@ def adapter(kind: str, claim: Claim, device: str = "cpu") -> StepAdapter:
         "shuffle_as_poisson": correct_step,
         "wrong_per_sample": wrong_per_sample_step,
         "actual_batch_divisor": actual_batch_divisor_step,
+        "bias_noiseless": bias_noiseless_step,
+        "sigma_drop": sigma_drop_step,
+        "step_seeded_noise": step_seeded_step,
+        "own_loss": own_loss_step,
+        "own_data": own_data_step,
     }
     sampler = _ShuffleSampler(claim.batch_size) if kind == "shuffle_as_poisson" else _PoissonSampler(claim.sample_rate)
     return StepAdapter(claim, steps[kind], sampler=sampler, name=kind, device=device)
 
 
 BUGS = ("no_clip", "noise_on_mean", "no_noise", "half_sigma", "reused_noise", "shuffle_as_poisson", "wrong_per_sample",
-        "actual_batch_divisor")
+        "actual_batch_divisor", "bias_noiseless", "sigma_drop", "step_seeded_noise")
+#: Private trainers the audit cannot see into: every check must say ``inconclusive`` (or
+#: pass), never ``violation``.
+BLIND = ("own_loss", "own_data")
 
 
 def half_sigma_trainer(claim: Claim | None = None) -> StepAdapter:

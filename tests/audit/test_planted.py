@@ -1,6 +1,7 @@
-"""Acceptance: every planted bug is flagged ``violation`` by at least one check, and the
-correct trainers (plain-torch textbook DP-SGD, dpaudit's reference trainer, Opacus) pass
-every check at the stated confidence."""
+"""Acceptance: every planted bug is flagged ``violation`` by at least one check at the
+default confidence (0.999), trainers the audit cannot see into get ``inconclusive`` (never
+a violation, never a blind pass), and the correct trainers (plain-torch textbook DP-SGD,
+dpaudit's reference trainer, Opacus) pass every check."""
 
 from __future__ import annotations
 
@@ -22,12 +23,15 @@ EXPECTED = {
     "shuffle_as_poisson": {"sampler"},
     "wrong_per_sample": {"sensitivity", "per_sample_gradients"},
     "actual_batch_divisor": {"noise_variance"},
+    "bias_noiseless": {"noise_variance"},
+    "sigma_drop": {"noise_variance"},
+    "step_seeded_noise": {"fresh_noise"},
 }
 
 
 @pytest.mark.parametrize("bug", planted.BUGS)
 def test_planted_bug_is_flagged(bug, claim):
-    report = audit(planted.adapter(bug, claim), checks="probes", confidence=0.95)
+    report = audit(planted.adapter(bug, claim), checks="probes")
     flagged = {c.name for c in report.checks if c.verdict == VIOLATION}
     assert report.verdict == VIOLATION
     assert EXPECTED[bug] <= flagged, report.to_text()
@@ -39,6 +43,34 @@ def test_every_listed_bug_is_planted():
     assert set(EXPECTED) == set(planted.BUGS)
 
 
+def test_sigma_drop_is_located_in_the_run(claim):
+    check = audit(planted.adapter("sigma_drop", claim), checks="noise_variance").check("noise_variance")
+    assert "at step(s)" in check.evidence and str(claim.steps - 1) in check.evidence
+
+
+def test_noiseless_biases_are_named(claim):
+    check = audit(planted.adapter("bias_noiseless", claim), checks="noise_variance").check("noise_variance")
+    assert "l1.bias" in check.evidence and "l2.bias" in check.evidence and "weight" not in check.evidence.split(";")[0]
+
+
+def test_noise_repeated_across_runs_is_named(claim):
+    check = audit(planted.adapter("step_seeded_noise", claim), checks="fresh_noise").check("fresh_noise")
+    assert check.verdict == VIOLATION and "across runs" in check.evidence
+
+
+@pytest.mark.parametrize("kind", planted.BLIND)
+def test_trainer_the_gradients_never_reach_is_inconclusive(kind, claim):
+    """A private trainer that ignores the given loss_fn (or the batch) is never called a
+    violation, and the checks that need the audit's gradients say why they cannot decide."""
+    report = audit(planted.adapter(kind, claim), runs=20, canaries=40, canary_steps=4)
+    verdicts = {c.name: c.verdict for c in report.checks}
+    assert VIOLATION not in verdicts.values(), report.to_text()
+    assert report.verdict == "inconclusive"
+    for name in ("sensitivity", "canary_multi_run", "canary_one_run"):
+        assert verdicts[name] == "inconclusive", report.to_text()
+        assert "reach" in report.check(name).evidence
+
+
 HAS_OPACUS = importlib.util.find_spec("opacus") is not None
 
 
@@ -48,7 +80,7 @@ HAS_OPACUS = importlib.util.find_spec("opacus") is not None
     pytest.param(OpacusAdapter, marks=pytest.mark.skipif(not HAS_OPACUS, reason="opacus extra not installed")),
 ], ids=["plain-torch", "reference", "opacus"])
 def test_correct_trainers_pass_everything(make, claim):
-    report = audit(make(claim), confidence=0.95, runs=30, canaries=100, canary_steps=5)
+    report = audit(make(claim), runs=30, canaries=100, canary_steps=5)
     assert [c.verdict for c in report.checks] == [PASS] * len(report.checks), report.to_text()
 
 
@@ -66,3 +98,17 @@ def test_family_wise_false_alarm_rate_of_the_probes(claim):
     checks = "noise_variance,fresh_noise,sampler"  # the statistical probes
     alarms = sum(audit(a, checks=checks, confidence=0.5, seed=s).verdict == VIOLATION for s in range(1, 25))
     assert alarms / 24 <= 0.5 + 3 * (0.25 / 24) ** 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [ReferenceAdapter, pytest.param(
+    OpacusAdapter, marks=pytest.mark.skipif(not HAS_OPACUS, reason="opacus extra not installed"))],
+    ids=["reference", "opacus"])
+def test_no_false_alarm_over_seeds_at_the_default_confidence(make):
+    """Default audits (every check, confidence 0.999) of a correct trainer over 20 seeds:
+    no violation (bench/audit.py --part alarms runs 100 seeds)."""
+    from dpaudit.audit import Claim
+
+    claim = Claim.create(noise_multiplier=1.0, steps=20, sample_rate=0.1, dataset_size=100)
+    flagged = {s: [c.name for c in audit(make(claim), seed=s).checks if c.verdict == VIOLATION] for s in range(20)}
+    assert not any(flagged.values()), flagged

@@ -71,7 +71,7 @@ def test_claim_create_defaults_to_the_tightest_accountant():
 
 def test_noise_variance_false_alarm_rate_is_at_most_alpha(claim):
     a = planted.adapter("correct", claim)
-    alarms = sum(probes.noise_variance_probe(a, alpha=0.2, seed=s, calls=2, dim=16).verdict == VIOLATION
+    alarms = sum(probes.noise_variance_probe(a, alpha=0.2, seed=s, calls=1).verdict == VIOLATION
                  for s in range(60))
     assert alarms / 60 <= 0.2 + 3 * (0.2 * 0.8 / 60) ** 0.5
 
@@ -124,18 +124,23 @@ FULL = Claim(epsilon=2.0, delta=1e-5, sample_rate=1.0, noise_multiplier=2**0.5 /
 
 def test_multi_run_canary_audit_flags_no_noise_and_passes_correct():
     bad = canary_audit(planted.adapter("no_noise", FULL), alpha=0.05, runs=100)
-    assert bad.verdict == VIOLATION and bad.details["epsilon_lower_cp"] > FULL.epsilon
+    d = bad.details
+    assert bad.verdict == VIOLATION and d["epsilon_lower_bound"] > FULL.epsilon and d["method"] == "fdp-multi-run"
+    assert d["p_value"] < 0.05 and bad.p_value == d["p_value"]
+    assert d["cp_bonferroni"]["method"] == "cp-bonferroni" and d["cp_bonferroni"]["epsilon_lower_bound"] <= d["epsilon_lower_bound"]
     good = canary_audit(planted.adapter("correct", FULL), alpha=0.05, runs=100)
-    assert good.verdict == PASS and good.details["trainer_sampler"] is True
-    assert good.details["gdp"]["mu_lower"] <= 0.5016
+    assert good.verdict == PASS and good.details["trainer_sampler"] is True and good.details["batched"] is False
+    assert good.details["gdp_estimate"]["mu_lower"] <= 0.5016
+    assert good.details["mu_lower"] <= 0.5016 and good.details["p_value"] > 0.05
 
 
 def test_one_run_audit_flags_no_noise_and_passes_correct():
     claim = replace(FULL, dataset_size=400)
     r = one_run_audit(planted.adapter("no_noise", claim), alpha=0.05, canaries=400)
     assert r.verdict == VIOLATION
+    assert r.details["method"] == "fdp-one-run" and r.details["p_value"] < 0.05
     r = one_run_audit(planted.adapter("correct", claim), alpha=0.05, canaries=400)
-    assert r.verdict == PASS and 0 <= r.details["best"]["epsilon"] <= claim.epsilon
+    assert r.verdict == PASS and 0 <= r.details["epsilon_lower_bound"] <= claim.epsilon
 
 
 def test_executors_give_identical_scores(claim):
@@ -150,7 +155,7 @@ def test_report_renders_and_writes(tmp_path, claim):
     report = audit(planted.adapter("half_sigma", claim), checks="noise_variance,sampler")
     d = json.loads(report.to_json())
     assert d["verdict"] == VIOLATION and [c["name"] for c in d["checks"]] == ["noise_variance", "sampler"]
-    assert "| noise_variance | violation |" in report.to_markdown()
+    assert "| noise_variance | violation at 99.95% confidence (p = " in report.to_markdown()  # 2 statistical checks
     assert "VIOLATION" in report.to_text()
     paths = report.write(str(tmp_path / "out"))
     assert json.loads((tmp_path / "out" / "report.json").read_text())["verdict"] == VIOLATION

@@ -61,6 +61,7 @@ def test_custom_trainer_module_function(capsys):
     ([*CLAIM, "--builtin", "opacus", "--trainer", "a:b"], "give one of"),
     ([*CLAIM, "--device", "nonsense"], "unknown device"),
     ([*CLAIM, "--report", "/proc/audit-report"], "does not accept new files"),
+    ([*CLAIM, "--confidence", "0.4", "--checks", "sampler"], "unsafe"),
 ])
 def test_usage_errors_are_one_line(args, msg, capsys):
     code, out, err = run(args, capsys)
@@ -192,3 +193,14 @@ def test_bad_model_file_same_message_as_attack(tmp_path, monkeypatch, capsys, ki
     attack_err = capsys.readouterr().err
     assert exc.value.code == 2 and attack_err.startswith(err.strip())  # attack may add flag hints
     assert not (tmp_path / "PWNED_DIR").exists()
+
+
+def test_report_folder_has_the_tradeoff_figure(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code, out, _ = run([*CLAIM, "--checks", "canary_multi_run", "--runs", "300", "--json", "--report",
+                        str(tmp_path / "r")], capsys)
+    assert code == 0
+    d = json.loads(out)
+    det = d["checks"][0]["details"]
+    assert det["method"] == "fdp-multi-run" and "epsilon_lower_bound" in det and "p_value" in det
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.json", "report.md", "tradeoff.png"]
