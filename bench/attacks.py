@@ -3,7 +3,11 @@
 * Clopper-Pearson: ``clopper_pearson`` vs ``scipy.stats.binomtest(...).proportion_ci("exact")``;
 * ROC metrics: ``roc_metrics`` vs scikit-learn's ``roc_curve`` + ``roc_auc_score``;
 * epsilon lower bound from n member + n non-member scores ("bonferroni" and "split");
-* optionally (``--shadows K``) LiRA shadow training on digits: in-process vs a process pool.
+* optionally (``--shadows K``) LiRA shadow training on digits: in-process vs a process pool;
+* ``--lira MODEL.pt [MODEL2.pt ...] --shadows K``: the LiRA experiment of docs/benchmarks.md
+  (section Attacks): K matched shadows trained once (wall and CPU time, workers' CPU
+  included), then every target on the same population scored with the first 8, 16, ... K
+  shadows, with and without the augmented queries; ``--save`` keeps the shadows' confidences.
 
 One process; in every round each case runs once (interleaved), and the median over rounds is
 reported, so background load hits all cases alike; one untimed warm-up call each.
@@ -11,6 +15,7 @@ reported, so background load hits all cases alike; one untimed warm-up call each
 Usage::
 
     python bench/attacks.py [--repeats 7] [--n 10000] [--shadows 0] [--workers 2]
+    python bench/attacks.py --lira model.pt --shadows 64 --workers 2 --data-dir D [--save s.npz]
 """
 
 from __future__ import annotations
@@ -75,13 +80,88 @@ def _shadow_bench(k: int, workers: int) -> list[str]:
     return rows
 
 
+def _curve(k: int) -> list[int]:
+    ks, c = [], 8
+    while c < k:
+        ks.append(c)
+        c *= 2
+    return [*ks, k]
+
+
+def _lira_rows(name: str, target, shadows, confidence: float) -> list[str]:
+    import dataclasses
+
+    from dpaudit.attacks.lira import lira_from_shadows
+    from dpaudit.attacks.membership import evaluate_scores
+
+    rows = []
+    for aug in ("all", "identity"):
+        sh = shadows if aug == "all" else dataclasses.replace(
+            shadows, phi=shadows.phi[:, :1], augmentations=shadows.augmentations[:1])
+        if aug == "identity" and len(shadows.augmentations) == 1:
+            continue
+        for k in _curve(shadows.n_shadows):
+            res = lira_from_shadows(target.model, sh.first(k), dataset=target.dataset,
+                                    pool_test=target.nonmembers_in_test)
+            for test, ms, ns in (("online", res.online_members, res.online_nonmembers),
+                                 ("offline", res.offline_members, res.offline_nonmembers)):
+                r = evaluate_scores(test, ms, ns, claimed_epsilon=target.claimed_epsilon,
+                                    claimed_delta=target.claimed_delta, confidence=confidence)
+                t = r.roc.to_dict()["tpr_at_fpr"]
+                rows.append(f"| {name} | {k} | {len(sh.augmentations)} | {test} | {r.roc.auc:.4f} | "
+                            f"{100 * t['0.001']:.2f} % | {100 * t['0.01']:.2f} % | {r.bound.epsilon:.3f} | "
+                            f"{r.verdict} |")
+    return rows
+
+
+def _lira_experiment(paths: list[str], k: int, workers: int, data_dir: str | None,
+                     save: str | None, confidence: float) -> None:
+    import os
+    import platform
+    import resource
+
+    from dpaudit.attacks.lira import shadow_recipe, train_shadows
+    from dpaudit.attacks.target import target_from_model_file
+
+    targets = [target_from_model_file(p, data_dir=data_dir) for p in paths]
+    first = targets[0]
+    for t in targets[1:]:
+        if not np.array_equal(t.member_idx, first.member_idx):
+            raise SystemExit("targets sharing shadows must share their member split")
+    recipe = shadow_recipe(first.metadata, data_dir=data_dir)
+    t0, c0 = time.perf_counter(), time.process_time()
+    shadows = train_shadows(recipe, first.member_idx, first.nonmember_idx, k, workers=workers,
+                            dataset=first.dataset, pool_test=first.nonmembers_in_test, progress=True)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    child = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"# {k} shadows of {paths[0]}: {wall:.0f} s wall, {cpu + child.ru_utime + child.ru_stime:.0f} s CPU "
+          f"(this process and its workers), {workers} workers, {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs (shared machine)")
+    print("# " + "; ".join(shadows.notes))
+    if save:
+        np.savez_compressed(save, population=shadows.population, in_mask=shadows.in_mask, phi=shadows.phi,
+                            n_members=shadows.n_members, augmentations=np.array(shadows.augmentations))
+    print("| target | shadows | queries | LiRA | AUC | TPR@0.1% FPR | TPR@1% FPR | eps_lb | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p, t in zip(paths, targets):
+        for row in _lira_rows(os.path.basename(p), t, shadows, confidence):
+            print(row, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--shadows", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--lira", nargs="+", default=None, metavar="MODEL")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--save", default=None)
+    ap.add_argument("--confidence", type=float, default=0.95)
     args = ap.parse_args()
+    if args.lira:
+        _lira_experiment(args.lira, args.shadows or 64, args.workers, args.data_dir, args.save, args.confidence)
+        return
     cases = _cases(args.n)
     times: dict[str, list[float]] = {name: [] for name in cases}
     for fn in cases.values():

@@ -131,6 +131,29 @@ def _membership_text(m: dict[str, Any]) -> list[str]:
     lines += [f"  note: {note}" for note in m["attacks"][m["attack"]]["notes"]]
     return lines
 
+def _run_lira(target: Target, options: AttackOptions, executor: cf.Executor | None) -> tuple[Any, list[str]]:
+    """LiRA scores and notes, or (None, why not) when the target records no recipe."""
+    if target.metadata is None or target.member_idx is None or target.nonmember_idx is None:
+        return None, ["LiRA skipped: it needs a dpaudit model file (training configuration and member split)"]
+    from dpaudit.attacks.lira import lira, shadow_recipe
+    from dpaudit.errors import InvalidParameterError
+
+    try:
+        recipe = shadow_recipe(target.metadata, data_dir=(target.config or {}).get("data_dir"))
+    except InvalidParameterError as exc:
+        return None, [f"LiRA skipped: {exc}"]
+    res = lira(
+        target.model, recipe, target.member_idx, target.nonmember_idx,
+        n_shadows=options.shadow_models, seed=options.seed, device=options.device,
+        executor=executor, workers=options.workers, progress=options.progress,
+        dataset=target.dataset, pool_test=target.nonmembers_in_test, augment_queries=options.augment,
+    )
+    variance = "global" if res.global_variance else "per-example"
+    return res, [f"LiRA: {res.n_shadows} shadow models, {variance} variance; "
+                 f"{len(res.online_members)} members and {len(res.online_nonmembers)} non-members scored",
+                 *(f"LiRA: {n}" for n in res.notes)]
+
+
 def run_attacks(
     target: Target, options: AttackOptions | None = None, executor: cf.Executor | None = None
 ) -> AttackReport:
@@ -145,26 +168,11 @@ def run_attacks(
             loss_scores(target.model, *target.nonmembers, options.device),
         )
     if "lira" in options.attacks:
-        if target.config is None or target.member_idx is None or target.nonmember_idx is None:
-            notes.append(
-                "LiRA skipped: it needs a dpaudit model file (training configuration and "
-                "member split)"
-            )
-        else:
-            from dpaudit.attacks.lira import lira
-
-            res = lira(
-                target.model, target.config, target.member_idx, target.nonmember_idx,
-                n_shadows=options.shadow_models, seed=options.seed, device=options.device,
-                executor=executor, workers=options.workers, progress=options.progress,
-                dataset=target.dataset, pool_test=target.nonmembers_in_test,
-            )
-            scores["lira_online"] = (res.online_members, res.online_nonmembers)
-            scores["lira_offline"] = (res.offline_members, res.offline_nonmembers)
-            notes.append(
-                f"LiRA: {res.n_shadows} shadow models, "
-                f"{'global' if res.global_variance else 'per-example'} variance"
-            )
+        lira_res, lira_notes = _run_lira(target, options, executor)
+        notes += lira_notes
+        if lira_res is not None:
+            scores["lira_online"] = (lira_res.online_members, lira_res.online_nonmembers)
+            scores["lira_offline"] = (lira_res.offline_members, lira_res.offline_nonmembers)
     membership: dict[str, MembershipResult] = {}
     primary = None
     if scores:
