@@ -125,8 +125,10 @@ def _lira_experiment(paths: list[str], k: int, workers: int, data_dir: str | Non
 
     targets = [target_from_model_file(p, data_dir=data_dir) for p in paths]
     first = targets[0]
+    if first.metadata is None or first.member_idx is None or first.nonmember_idx is None:
+        raise SystemExit(f"{paths[0]} is not a dpaudit model file")
     for t in targets[1:]:
-        if not np.array_equal(t.member_idx, first.member_idx):
+        if t.member_idx is None or not np.array_equal(t.member_idx, first.member_idx):
             raise SystemExit("targets sharing shadows must share their member split")
     recipe = shadow_recipe(first.metadata, data_dir=data_dir)
     t0, c0 = time.perf_counter(), time.process_time()

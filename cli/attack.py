@@ -24,7 +24,10 @@ from dpaudit.stats import METHODS
               help="Number of LiRA shadow models (each trained on a random half).")
 @click.option("--workers", type=int, default=None,
               help="Processes training shadow models (1 = in-process; default: in-process for "
-                   "digits, min(CPUs, 4) for MNIST-sized data).")
+                   "digits, one per CPU for MNIST-sized data).")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="LiRA also queries each example shifted by one pixel (and flipped, for "
+                   "Fashion-MNIST); none for the 8x8 digits.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with the MNIST / Fashion-MNIST files (default: the model's, or $DPAUDIT_DATA).")
 @click.option("--confidence", type=float, default=0.95, show_default=True,
@@ -53,7 +56,7 @@ from dpaudit.stats import METHODS
               help="Third-party model: its claimed epsilon.")
 @click.option("--claimed-delta", type=float, default=None,
               help="Third-party model: its claimed delta.")
-def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, method, report_dir,
+def attack(model_path, attacks, shadow_models, workers, augment, data_dir, confidence, method, report_dir,
            as_json, device, seed, inversion_iters, members_npz, nonmembers_npz, arch,
            num_classes, claimed_epsilon, claimed_delta):
     """Attack MODEL (a model.pt from `dpaudit train`, or a third-party model with
@@ -73,7 +76,7 @@ def attack(model_path, attacks, shadow_models, workers, data_dir, confidence, me
     options = AttackOptions(
         attacks=resolve_attacks(attacks), shadow_models=shadow_models, confidence=confidence, method=method,
         device=device, workers=workers, progress=(not as_json) and sys.stderr.isatty(),
-        seed=seed, inversion=InversionConfig(max_iter=inversion_iters),
+        seed=seed, augment=augment, inversion=InversionConfig(max_iter=inversion_iters),
     )
     if report_dir is not None:
         check_report_dir(report_dir)

@@ -108,10 +108,10 @@ def _lira_scores_1q(t: np.ndarray, s: np.ndarray, in_mask: np.ndarray, online: b
         c = np.maximum(count, 1)
         mu = np.where(mask, s, 0.0).sum(0) / c
         resid2 = np.where(mask, (s - mu) ** 2, 0.0)
-        pooled = global_variance
-        if pooled is None:
-            pooled = s.shape[0] < GLOBAL_VARIANCE_BELOW or bool(np.any(count < 2))
-        if pooled:
+        pool_var = global_variance
+        if pool_var is None:
+            pool_var = s.shape[0] < GLOBAL_VARIANCE_BELOW or bool(np.any(count < 2))
+        if pool_var:
             dof = int(count.sum()) - int((count > 0).sum())
             # dof = 0 (one shadow per side, K = 2): no variance can be estimated; a common
             # unit scale leaves the ranking (hence every metric) unchanged.

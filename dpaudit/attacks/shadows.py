@@ -268,8 +268,12 @@ def dataset_for(config: dict, pool_test: bool = False) -> Any:
 
 
 def remember_dataset(config: dict, dataset: Any) -> None:
-    """Let this process's shadows use an already loaded ``dataset`` for ``config``'s data set."""
-    _DATASETS.setdefault((str(config.get("dataset", "digits")), config.get("data_dir"), False), dataset)
+    """Let this process's shadows use the already loaded ``dataset`` for ``config``'s data set
+    (it replaces what was loaded before; worker processes load their own copy)."""
+    key = (str(config.get("dataset", "digits")), config.get("data_dir"), False)
+    if _DATASETS.get(key) is not dataset:
+        _DATASETS[key] = dataset
+        _DATASETS.pop((key[0], key[1], True), None)
 
 
 def query_phi(model: Any, x: np.ndarray, y: np.ndarray, augmentations: Sequence[Augmentation],
@@ -280,25 +284,35 @@ def query_phi(model: Any, x: np.ndarray, y: np.ndarray, augmentations: Sequence[
     return np.stack([logit_confidence(predict_logits(model, augment(x, a), device), y) for a in augmentations])
 
 
-def train_shadow(task: ShadowTask) -> np.ndarray:
-    """Run one :class:`ShadowTask` (module-level so process pools can pickle it); returns the
-    (A, P) confidences of the population under each query augmentation."""
-    import tempfile
+def shadow_train_config(task: ShadowTask, folder: str) -> Any:
+    """The :class:`~dpaudit.training.TrainConfig` of ``task``; a replayed plan is written to
+    ``folder`` (the trainer reads plans from files) and fixes epochs, batch size and delta."""
     from pathlib import Path
 
-    from dpaudit.training import TrainConfig, train
+    from dpaudit.training import TrainConfig
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in task.config.items() if k in fields})
     cfg = dataclasses.replace(cfg, device=task.device)
+    if task.plan is not None:
+        from dpaudit.allocation import Plan
+
+        path = Path(folder) / "plan.json"
+        Plan.from_dict(task.plan).save(path)
+        cfg = dataclasses.replace(cfg, plan_path=str(path), epochs=None, batch_size=None, delta=None)
+    return cfg
+
+
+def train_shadow(task: ShadowTask) -> np.ndarray:
+    """Run one :class:`ShadowTask` (module-level so process pools can pickle it); returns the
+    (A, P) confidences of the population under each query augmentation."""
+    import tempfile
+
+    from dpaudit.training import train
+
     ds = dataset_for(task.config, task.pool_test)
     with tempfile.TemporaryDirectory(prefix="dpaudit-shadow-") as tmp:
-        if task.plan is not None:
-            from dpaudit.allocation import Plan
-
-            path = Path(tmp) / "plan.json"
-            Plan.from_dict(task.plan).save(path)
-            cfg = dataclasses.replace(cfg, plan_path=str(path), epochs=None, batch_size=None, delta=None)
+        cfg = shadow_train_config(task, tmp)
         res = train(cfg, dataset=ds, members=task.members, progress=False)
     x, y = ds.x_train[task.population], ds.y_train[task.population]
     return query_phi(res.model, x, y, task.augmentations, task.device)
