@@ -5,20 +5,25 @@ For each class ``l`` gradient descent on the input, ``x_i = Process(x_{i-1} - la
 c(x_{i-1}))`` with ``Process`` = clipping to the valid pixel range [0, 1], and the paper's
 stopping rule: stop after ``alpha`` iterations, or when the cost has not improved on the
 last ``beta`` iterates (``c(x_i) >= max(c(x_{i-1}), ..., c(x_{i-beta}))``), or when the
-confidence gap ``1 - p_l(x_i) <= gamma``; return the iterate with the lowest cost.  Paper
-values alpha = 5000, beta = 100, lambda = 0.1 are the defaults.  Two departures, both
-parameters recorded in the result:
+confidence gap ``1 - p_l(x_i) <= gamma``; return the iterate with the lowest cost.  The
+start is the paper's ``x_0 = 0`` and alpha = 5000, beta = 100, lambda = 0.1 are the paper's
+values.  Departures, all parameters recorded in the result:
 
 * the cost is ``c(x) = -log p_l(x)`` (cross-entropy) instead of the paper's ``1 - p_l(x)``:
   both are minimised by the same inputs and order iterates the same way (so the stopping rule
   is unchanged), but ``grad (1 - p_l) = p_l * grad(-log p_l)`` vanishes where the model gives
-  the class almost no probability -- on an MNIST CNN the all-zero start has p_l < 1e-3 for
-  half the classes and the paper's cost never leaves it;
-* the start is a data-independent constant image (``start``, default 0.5 = mid grey) rather
-  than all zeros (a saturated input where ReLU networks are often flat); it uses no
-  knowledge of the data.
-* ``gamma = 0.01`` (stop at 99 % confidence) instead of the paper's 0.99, which was set for
-  its face models and would stop at once on a 10-class model.
+  the class almost no probability -- on the MNIST CNN the all-zero start has p_l <= 4e-4 for
+  several classes and the paper's cost never leaves it (3 of 10 classes recognised, the rest
+  black), while -log p_l has a gradient of order one there;
+* ``gamma = 0`` (stop on alpha or beta only) instead of the paper's 0.99, which was set for its
+  face models: on a 10-class model any gamma stops as soon as the class wins, long before the
+  image has formed (the confidence passes 99 % within a few steps on a CNN);
+* ``jitter = 1``: each step's gradient is taken at the image translated by a random shift of
+  at most one pixel (transformation robustness, Mordvintsev, Olah, Tyka 2015 "Inceptionism";
+  Olah, Mordvintsev, Schubert 2017 "Feature Visualization"), a data-independent prior. Plain
+  descent on a CNN finds high-frequency patterns that fool the target but look like nothing
+  (MNIST non-private CNN, 1,000-3,000 steps: 5-7 of 10 classes recognised; with jitter 8);
+  the stopping rule and the returned iterate use the cost of the untranslated image.
 
 Metrics that cannot be gamed (how much of the training data the reconstructions reveal):
 
@@ -61,14 +66,18 @@ MIN_CONTRAST = 0.05
 @dataclass(frozen=True)
 class InversionConfig:
     """MI-FACE parameters: ``max_iter`` (alpha), ``patience`` (beta), ``gamma`` (stop when
-    1 - p_l <= gamma), ``lr`` (lambda, step on the input in pixel units), ``start`` (the
-    constant value of the starting image, in [0, 1])."""
+    1 - p_l <= gamma; 0 = never, run until no progress), ``lr`` (lambda, step on the input in
+    pixel units), ``start`` (the constant value of the starting image, in [0, 1]; the paper's
+    0), ``jitter`` (each step's gradient is taken at the image translated by a random shift of
+    up to this many pixels; 0 = plain gradient descent), ``seed`` (of those shifts)."""
 
     max_iter: int = 5000
     patience: int = 100
-    gamma: float = 0.01
+    gamma: float = 0.0
     lr: float = 0.1
-    start: float = 0.5
+    start: float = 0.0
+    jitter: int = 1
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.max_iter < 1 or self.patience < 1:
@@ -77,6 +86,28 @@ class InversionConfig:
             raise InvalidParameterError("need 0 <= gamma < 1 and lr > 0")
         if not 0.0 <= self.start <= 1.0:
             raise InvalidParameterError(f"the starting pixel value must be in [0, 1], got {self.start!r}")
+        if int(self.jitter) != self.jitter or self.jitter < 0:
+            raise InvalidParameterError(f"jitter must be a non-negative number of pixels, got {self.jitter!r}")
+
+
+def _shift(x: Any, dy: int, dx: int) -> Any:
+    """``x`` (N, C, H, W) translated by (dy, dx) pixels, the uncovered border set to 0."""
+    import torch
+
+    if dy == 0 and dx == 0:
+        return x
+    out = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    h, w = x.shape[2], x.shape[3]
+    keep = torch.ones((h, w), dtype=x.dtype, device=x.device)
+    if dy > 0:
+        keep[:dy] = 0
+    elif dy < 0:
+        keep[h + dy:] = 0
+    if dx > 0:
+        keep[:, :dx] = 0
+    elif dx < 0:
+        keep[:, w + dx:] = 0
+    return out * keep
 
 
 def mi_face(
@@ -111,11 +142,17 @@ def mi_face(
     active = np.ones(n, dtype=bool)
     iters = np.zeros(n, dtype=np.int64)
     reasons = ["max_iter"] * n
+    gen = np.random.default_rng(config.seed)
     try:
         for i in range(config.max_iter + 1):
             x.requires_grad_(True)
             cost = torch.nn.functional.cross_entropy(model(x), lab, reduction="none")
-            (grad,) = torch.autograd.grad(cost.sum(), x)
+            if config.jitter:
+                dy, dx = (int(v) for v in gen.integers(-config.jitter, config.jitter + 1, size=2))
+                moved = torch.nn.functional.cross_entropy(model(_shift(x, dy, dx)), lab, reduction="sum")
+                (grad,) = torch.autograd.grad(moved, x)
+            else:
+                (grad,) = torch.autograd.grad(cost.sum(), x)
             c = cost.detach().cpu().numpy().astype(np.float64)
             history[i] = c
             improved = active & (c < best_c)
@@ -291,6 +328,7 @@ class InversionResult:
                 "gamma": self.config.gamma,
                 "lr": self.config.lr,
                 "start": self.config.start,
+                "jitter": self.config.jitter,
                 "cost": "-log p",
             },
             "notes": list(self.notes),

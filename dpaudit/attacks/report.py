@@ -306,8 +306,10 @@ def inversion_figure(result: InversionResult, title: str = "") -> Any:
     axes[1][0].set_ylabel("class mean", fontsize=8)
     fig.suptitle(f"Model inversion (MI-FACE){': ' + _short(title) if title else ''}\n"
                  f"{result.n_recognised} of {k} classes recognisable -> {result.verdict}", fontsize=9)
+    cfg = result.config
     _caption(fig, "Top: for each class, the input found by gradient descent on -log p(class) from a "
-                  f"constant grey start (Fredrikson et al. 2015), titled with the label an independent "
+                  f"constant start (pixel value {cfg.start:g}; {'one-pixel jitter, ' if cfg.jitter else ''}"
+                  f"Fredrikson et al. 2015, Alg. 1), titled with the label an independent "
                   f"classifier reads in it ('ok' = its own class and not near-constant; blank images "
                   f"never count). Bottom: the mean of the target's training members of that class "
                   f"(not available to the attacker; for comparison only). Blank/mean baseline images "
