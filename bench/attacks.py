@@ -7,7 +7,9 @@
 * ``--lira MODEL.pt [MODEL2.pt ...] --shadows K``: the LiRA experiment of docs/benchmarks.md
   (section Attacks): K matched shadows trained once (wall and CPU time, workers' CPU
   included), then every target on the same population scored with the first 8, 16, ... K
-  shadows, with and without the augmented queries; ``--save`` keeps the shadows' confidences.
+  shadows, with and without the augmented queries; ``--save`` keeps the shadows' confidences;
+* ``--curve SHADOWS.npz MODEL``: the shadow-count curve figure from saved shadows;
+* ``--inversion MODEL ...``: MI-FACE on each model, verdicts and times, one figure.
 
 One process; in every round each case runs once (interleaved), and the median over rounds is
 reported, so background load hits all cases alike; one untimed warm-up call each.
@@ -16,11 +18,14 @@ Usage::
 
     python bench/attacks.py [--repeats 7] [--n 10000] [--shadows 0] [--workers 2]
     python bench/attacks.py --lira model.pt --shadows 64 --workers 2 --data-dir D [--save s.npz]
+    python bench/attacks.py --curve s.npz model.pt --figure docs/attacks_lira_curve.png
+    python bench/attacks.py --inversion a.pt b.pt ... --figure docs/attacks_inversion.png
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -150,6 +155,98 @@ def _lira_experiment(paths: list[str], k: int, workers: int, data_dir: str | Non
             print(row, flush=True)
 
 
+def _load_shadows(path: str, target, data_dir: str | None):
+    from dpaudit.attacks.lira import ShadowSet, shadow_recipe
+
+    with np.load(path, allow_pickle=False) as z:
+        return ShadowSet(population=z["population"], n_members=int(z["n_members"]), in_mask=z["in_mask"],
+                         phi=z["phi"], augmentations=tuple((bool(a[0]), int(a[1]), int(a[2])) for a in z["augmentations"]),
+                         recipe=shadow_recipe(target.metadata, data_dir=data_dir))
+
+
+def _curve_figure(saved: str, model: str, data_dir: str | None, out: str) -> None:
+    """Shadow-count curve (AUC and TPR at 0.1 % FPR, online and offline) from saved shadows."""
+    import dataclasses
+
+    from dpaudit.attacks.lira import lira_from_shadows
+    from dpaudit.attacks.target import target_from_model_file
+    from dpaudit.plotting import pyplot
+    from dpaudit.stats import roc_metrics
+
+    target = target_from_model_file(model, data_dir=data_dir)
+    shadows = _load_shadows(saved, target, data_dir)
+    ks = _curve(shadows.n_shadows)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.9))
+    fig.subplots_adjust(bottom=0.3, top=0.85, wspace=0.3)
+    variants = [("all queries", shadows)]
+    if len(shadows.augmentations) > 1:
+        variants.append(("image only", dataclasses.replace(shadows, phi=shadows.phi[:, :1],
+                                                           augmentations=shadows.augmentations[:1])))
+    for label, sh in variants:
+        rows = []
+        for k in ks:
+            res = lira_from_shadows(target.model, sh.first(k), dataset=target.dataset)
+            on = roc_metrics(res.online_members, res.online_nonmembers)
+            off = roc_metrics(res.offline_members, res.offline_nonmembers)
+            rows.append((on.auc, off.auc, on.to_dict()["tpr_at_fpr"]["0.001"], off.to_dict()["tpr_at_fpr"]["0.001"]))
+            print(f"{label} k={k}: online AUC {on.auc:.4f} TPR@0.1% {rows[-1][2]:.4f}; offline AUC {off.auc:.4f} "
+                  f"TPR@0.1% {rows[-1][3]:.4f}", flush=True)
+        r = np.array(rows)
+        axes[0].plot(ks, r[:, 0], "o-", label=f"online, {label}")
+        axes[0].plot(ks, r[:, 1], "s--", label=f"offline, {label}")
+        axes[1].plot(ks, 100 * r[:, 2], "o-", label=f"online, {label}")
+        axes[1].plot(ks, 100 * r[:, 3], "s--", label=f"offline, {label}")
+    for ax, what in ((axes[0], "AUC"), (axes[1], "TPR at 0.1 % FPR (%)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("shadow models")
+        ax.set_ylabel(what)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"LiRA against {os.path.basename(model)}: strength vs number of shadows", fontsize=10)
+    fig.text(0.01, 0.01, "Matched shadows (the target's recipe and training-set size), the first k of one set "
+             "of paired shadows; per-example variances at 64, pooled below. 'all queries': the image and its "
+             "one-pixel shifts; 'image only': the image alone. Command: python bench/attacks.py --curve "
+             f"{os.path.basename(saved)} {os.path.basename(model)}", fontsize=7, wrap=True)
+    fig.savefig(out, dpi=110)
+
+
+def _inversion_figure(models: list[str], data_dir: str | None, out: str) -> None:
+    """MI-FACE on each model (one row each, titled with its verdict) into one figure."""
+    from dpaudit.attacks.inversion import model_inversion
+    from dpaudit.attacks.target import target_from_model_file
+    from dpaudit.plotting import pyplot
+
+    plt = pyplot()
+    fig, axes = plt.subplots(len(models), 10, figsize=(11, 1.45 * len(models) + 1.1), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.5 / (1.45 * len(models) + 1.1), bottom=0.6 / (1.45 * len(models) + 1.1),
+                        hspace=0.55, wspace=0.05)
+    for row, path in enumerate(models):
+        t = target_from_model_file(path, data_dir=data_dir)
+        t0, c0 = time.perf_counter(), time.process_time()
+        res = model_inversion(t.model, t.members, t.heldout, t.num_classes, test=t.test)
+        eps = t.claimed_epsilon
+        print(f"{path} (eps {eps}): {res.verdict_line()}; raw {res.raw_eval_accuracy:.2f}; "
+              f"classifier {res.eval_classifier_accuracy:.3f}; {time.perf_counter() - t0:.0f} s wall, "
+              f"{time.process_time() - c0:.0f} s CPU", flush=True)
+        for c in range(10):
+            ax = axes[row][c]
+            ax.imshow(res.reconstructions[c, 0], cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{c}->{int(res.eval_predictions[c])}{'' if res.recognised[c] else ' x'}", fontsize=7,
+                         color="black" if res.recognised[c] else "red")
+        name = f"{t.metadata.get('dataset') if t.metadata else ''}, {'no DP' if eps is None else f'eps={eps:.2g}'}"
+        axes[row][0].set_ylabel(name, fontsize=7)
+        axes[row][0].text(0, -0.55, f"{res.n_recognised}/10 recognised", transform=axes[row][0].transAxes, fontsize=7)
+    fig.suptitle("MI-FACE reconstructions with and without DP (title: class -> label read by an independent "
+                 "classifier; red x: not recognised)", fontsize=9)
+    fig.text(0.01, 0.01, "Each row: one model; cost -log p, zero start, one-pixel jitter, paper's stopping rule. "
+             "Command: python bench/attacks.py --inversion MODELS --figure docs/attacks_inversion.png",
+             fontsize=7)
+    fig.savefig(out, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
@@ -160,7 +257,16 @@ def main() -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--save", default=None)
     ap.add_argument("--confidence", type=float, default=0.95)
+    ap.add_argument("--curve", nargs=2, default=None, metavar=("SHADOWS.npz", "MODEL"))
+    ap.add_argument("--inversion", nargs="+", default=None, metavar="MODEL")
+    ap.add_argument("--figure", default=None)
     args = ap.parse_args()
+    if args.curve:
+        _curve_figure(args.curve[0], args.curve[1], args.data_dir, args.figure or "lira_curve.png")
+        return
+    if args.inversion:
+        _inversion_figure(args.inversion, args.data_dir, args.figure or "inversion.png")
+        return
     if args.lira:
         _lira_experiment(args.lira, args.shadows or 64, args.workers, args.data_dir, args.save, args.confidence)
         return
