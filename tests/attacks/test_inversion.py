@@ -94,7 +94,8 @@ def test_log_cost_leaves_the_dead_zone():
     x0 = torch.ones((1, 1, 1, 2), requires_grad=True)
     (g_paper,) = torch.autograd.grad(1 - torch.softmax(m(x0), 1)[0, 1], x0)
     assert g_paper.abs().max() < 2e-3
-    rec, gap, iters, why = mi_face(m, [1], (1, 1, 2), InversionConfig(lr=1.0, start=1.0, max_iter=200))
+    cfg = InversionConfig(lr=1.0, start=1.0, max_iter=200, gamma=0.01, jitter=0)
+    rec, gap, iters, why = mi_face(m, [1], (1, 1, 2), cfg)
     assert gap[0] <= 0.01 and why == ("gamma",) and iters[0] < 5
     assert rec[0, 0, 0, 0] < 0.5  # pixel 0 (evidence for class 0) switched off
 
@@ -141,3 +142,18 @@ def test_blank_reconstruction_never_counts():
     assert d["recognised_classes"] == 3 and d["p_value"] == pytest.approx(13 / 256)
     assert d["verdict"] == "nothing recognisable"
     assert "3 of 4 classes" in res.verdict_line()
+
+
+def test_jitter_shift_and_determinism():
+    from dpaudit.attacks.inversion import _shift
+
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    s = _shift(x, 1, -1)
+    assert torch.equal(s[0, 0, 1:, :3], x[0, 0, :3, 1:]) and s[0, 0, 0].abs().sum() == 0
+    assert s[0, 0, :, 3].abs().sum() == 0
+    with pytest.raises(InvalidParameterError):
+        InversionConfig(jitter=-1)
+    m = _linear_model(np.eye(4)[:3] * 3.0)
+    a = mi_face(m, [0, 1], (1, 2, 2), InversionConfig(max_iter=50, jitter=1, seed=5))
+    b = mi_face(m, [0, 1], (1, 2, 2), InversionConfig(max_iter=50, jitter=1, seed=5))
+    assert np.array_equal(a[0], b[0])
