@@ -211,38 +211,59 @@ def _curve_figure(saved: str, model: str, data_dir: str | None, out: str) -> Non
     fig.savefig(out, dpi=110)
 
 
-def _inversion_figure(models: list[str], data_dir: str | None, out: str) -> None:
-    """MI-FACE on each model (one row each, titled with its verdict) into one figure."""
-    from dpaudit.attacks.inversion import model_inversion
+def _inversion_rows(models: list[str], data_dir: str | None) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
+    """(label, reconstructions, labels read, recognised) per model. A model with a saved
+    ``<model>_inv.npy`` (reconstructions of an earlier run with the same configuration) is
+    not inverted again: its reconstructions are judged by the same evaluation classifier."""
+    from dpaudit.attacks.inversion import MIN_CONTRAST, model_inversion, train_eval_classifier
     from dpaudit.attacks.target import target_from_model_file
+
+    rows = []
+    for path in models:
+        t = target_from_model_file(path, data_dir=data_dir)
+        eps = t.claimed_epsilon
+        label = f"{t.metadata.get('dataset') if t.metadata else ''}, {'no DP' if eps is None else f'eps={eps:.2g}'}"
+        saved = path[:-3] + "_inv.npy" if path.endswith(".pt") else path + "_inv.npy"
+        t0, c0 = time.perf_counter(), time.process_time()
+        if os.path.exists(saved):
+            rec = np.load(saved)
+            clf = train_eval_classifier(*t.heldout)
+            pred = np.asarray(clf.predict(rec.reshape(len(rec), -1).astype(np.float64)), dtype=np.int64)
+            ok = (pred == np.arange(len(rec))) & (rec.reshape(len(rec), -1).std(1) >= MIN_CONTRAST)
+            print(f"{path} ({label}, saved reconstructions): {int(ok.sum())} of {len(rec)} recognised", flush=True)
+        else:
+            res = model_inversion(t.model, t.members, t.heldout, t.num_classes, test=t.test)
+            rec, pred, ok = res.reconstructions, res.eval_predictions, res.recognised
+            np.save(saved, rec)
+            print(f"{path} ({label}): {res.verdict_line()}; raw {res.raw_eval_accuracy:.2f}; classifier "
+                  f"{res.eval_classifier_accuracy:.3f}; {time.perf_counter() - t0:.0f} s wall, "
+                  f"{time.process_time() - c0:.0f} s CPU", flush=True)
+        rows.append((label, rec, pred, ok))
+    return rows
+
+
+def _inversion_figure(models: list[str], data_dir: str | None, out: str) -> None:
+    """MI-FACE on each model (one row each, titled with its result) into one figure."""
     from dpaudit.plotting import pyplot
 
+    rows = _inversion_rows(models, data_dir)
     plt = pyplot()
-    fig, axes = plt.subplots(len(models), 10, figsize=(11, 1.45 * len(models) + 1.1), squeeze=False)
-    fig.subplots_adjust(top=1 - 0.5 / (1.45 * len(models) + 1.1), bottom=0.6 / (1.45 * len(models) + 1.1),
-                        hspace=0.55, wspace=0.05)
-    for row, path in enumerate(models):
-        t = target_from_model_file(path, data_dir=data_dir)
-        t0, c0 = time.perf_counter(), time.process_time()
-        res = model_inversion(t.model, t.members, t.heldout, t.num_classes, test=t.test)
-        eps = t.claimed_epsilon
-        print(f"{path} (eps {eps}): {res.verdict_line()}; raw {res.raw_eval_accuracy:.2f}; "
-              f"classifier {res.eval_classifier_accuracy:.3f}; {time.perf_counter() - t0:.0f} s wall, "
-              f"{time.process_time() - c0:.0f} s CPU", flush=True)
+    h = 1.45 * len(rows) + 1.1
+    fig, axes = plt.subplots(len(rows), 10, figsize=(11, h), squeeze=False)
+    fig.subplots_adjust(top=1 - 0.55 / h, bottom=0.6 / h, hspace=0.6, wspace=0.05)
+    for r, (label, rec, pred, ok) in enumerate(rows):
         for c in range(10):
-            ax = axes[row][c]
-            ax.imshow(res.reconstructions[c, 0], cmap="gray", vmin=0, vmax=1)
+            ax = axes[r][c]
+            ax.imshow(rec[c, 0], cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"{c}->{int(res.eval_predictions[c])}{'' if res.recognised[c] else ' x'}", fontsize=7,
-                         color="black" if res.recognised[c] else "red")
-        name = f"{t.metadata.get('dataset') if t.metadata else ''}, {'no DP' if eps is None else f'eps={eps:.2g}'}"
-        axes[row][0].set_ylabel(name, fontsize=7)
-        axes[row][0].text(0, -0.55, f"{res.n_recognised}/10 recognised", transform=axes[row][0].transAxes, fontsize=7)
+            ax.set_title(f"{c}->{int(pred[c])}{'' if ok[c] else ' x'}", fontsize=7,
+                         color="black" if ok[c] else "red")
+        axes[r][0].set_ylabel(f"{label}\n{int(ok.sum())}/10", fontsize=7)
     fig.suptitle("MI-FACE reconstructions with and without DP (title: class -> label read by an independent "
                  "classifier; red x: not recognised)", fontsize=9)
-    fig.text(0.01, 0.01, "Each row: one model; cost -log p, zero start, one-pixel jitter, paper's stopping rule. "
-             "Command: python bench/attacks.py --inversion MODELS --figure docs/attacks_inversion.png",
+    fig.text(0.01, 0.01, "Each row: one model; cost -log p, zero start, one-pixel jitter, the paper's stopping "
+             "rule. Command: python bench/attacks.py --inversion MODELS --figure docs/attacks_inversion.png",
              fontsize=7)
     fig.savefig(out, dpi=110)
 
