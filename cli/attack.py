@@ -24,6 +24,9 @@ from dpaudit.stats import METHODS
               help="Number of LiRA shadow models (each trained on a random half).")
 @executor_options(default=None, workers_help="Shadow models trained at once (1 = in-process without --executor; "
                                               "default: in-process for digits, min(CPUs, 4) processes for MNIST-sized data).")
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="LiRA also queries each example shifted by one pixel (and flipped, for "
+                   "Fashion-MNIST); none for the 8x8 digits.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with the MNIST / Fashion-MNIST files (default: the model's, or $DPAUDIT_DATA).")
 @click.option("--confidence", type=float, default=0.95, show_default=True,
@@ -52,8 +55,8 @@ from dpaudit.stats import METHODS
               help="Third-party model: its claimed epsilon.")
 @click.option("--claimed-delta", type=float, default=None,
               help="Third-party model: its claimed delta.")
-def attack(model_path, attacks, shadow_models, executor, workers, ray_address, data_dir, confidence, method, report_dir,
-           as_json, device, seed, inversion_iters, members_npz, nonmembers_npz, arch,
+def attack(model_path, attacks, shadow_models, executor, workers, ray_address, augment, data_dir, confidence, method,
+           report_dir,           as_json, device, seed, inversion_iters, members_npz, nonmembers_npz, arch,
            num_classes, claimed_epsilon, claimed_delta):
     """Attack MODEL (a model.pt from `dpaudit train`, or a third-party model with
     --members/--non-members) and compare the leakage with its privacy claim."""
@@ -72,7 +75,7 @@ def attack(model_path, attacks, shadow_models, executor, workers, ray_address, d
     options = AttackOptions(
         attacks=resolve_attacks(attacks), shadow_models=shadow_models, confidence=confidence, method=method,
         device=device, workers=workers, progress=(not as_json) and sys.stderr.isatty(),
-        seed=seed, inversion=InversionConfig(max_iter=inversion_iters),
+        seed=seed, augment=augment, inversion=InversionConfig(max_iter=inversion_iters),
     )
     if report_dir is not None:
         check_report_dir(report_dir)

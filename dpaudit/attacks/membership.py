@@ -178,3 +178,37 @@ def evaluate_scores(
         notes=tuple(notes),
     )
 
+
+def bound_explanation(bound: stats.EpsilonLowerBound) -> str:
+    """Which tail of the trade-off produced ``bound`` and why the bound is valid (one
+    paragraph for people).
+
+    The bound is ``max(ln((1 - delta - FNR̄)/FPR̄), ln((1 - delta - FPR̄)/FNR̄))`` (Kairouz,
+    Oh, Viswanath 2015, Thm 2.1): the first term is the *member tail* (few non-members score
+    above the threshold while many members do), the second the *non-member tail* (almost no
+    member scores below the threshold while many non-members do -- e.g. examples the model
+    gets wrong are almost surely not members). Both are tests of the same (eps, delta)
+    region, so either is a valid lower bound."""
+    if bound.epsilon <= 0:
+        return "no threshold separates members from non-members well enough to bound epsilon above 0"
+    d = bound.delta
+    member_tail = math.log(max(1 - d - bound.fnr_upper, 1e-300)) - math.log(max(bound.fpr_upper, 1e-300))
+    nonmember_tail = math.log(max(1 - d - bound.fpr_upper, 1e-300)) - math.log(max(bound.fnr_upper, 1e-300))
+    n_mem, n_non = bound.tp + bound.fn, bound.fp + bound.tn
+    if member_tail >= nonmember_tail:
+        tail = (f"member tail: {bound.tp} of {n_mem} members but only {bound.fp} of {n_non} non-members "
+                f"have {bound.rule} = {bound.threshold:.4g}; eps_lb = ln((1 - delta - FNR_up)/FPR_up) "
+                f"with FPR_up = {bound.fpr_upper:.3g}, FNR_up = {bound.fnr_upper:.3g}")
+    else:
+        tail = (f"non-member tail: only {bound.fn} of {n_mem} members but {bound.tn} of {n_non} "
+                f"non-members fall below the threshold {bound.threshold:.4g} (calling them non-members "
+                f"is almost never wrong); eps_lb = ln((1 - delta - FPR_up)/FNR_up) with "
+                f"FNR_up = {bound.fnr_upper:.3g}, FPR_up = {bound.fpr_upper:.3g}")
+    if bound.method == "bonferroni":
+        why = (f"valid because the threshold is an order statistic whose rank was fixed before the "
+               f"scores were seen, and the confidence {bound.confidence:.4g} is split over all "
+               f"{bound.n_thresholds} such rules (Clopper-Pearson upper bounds)")
+    else:
+        why = ("valid because the threshold was chosen on one random half of the scores and the "
+               "Clopper-Pearson bounds use only the other half")
+    return f"{tail}; {why}"

@@ -39,7 +39,8 @@ class AttackOptions:
     """What to run and how.  ``attacks``: subset of :data:`ATTACKS`; ``shadow_models``: K for
     LiRA; ``confidence``: of every epsilon bound (overall, after the Bonferroni split);
     ``method``: threshold selection (one of :data:`dpaudit.stats.METHODS`); ``workers``:
-    shadow-training processes (<= 1: in this process)."""
+    shadow-training processes (<= 1: in this process); ``augment``: LiRA also queries shifted
+    (and, where the data set has them, flipped) copies of each example."""
 
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     shadow_models: int = 8
@@ -49,6 +50,7 @@ class AttackOptions:
     workers: int | None = None
     progress: bool = False
     seed: int = 0
+    augment: bool = True
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
     def __post_init__(self) -> None:

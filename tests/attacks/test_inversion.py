@@ -50,7 +50,7 @@ def test_mi_face_reaches_gamma_on_linear_model():
     # Class l scores pixel l: the reconstruction must light up pixel l (and reach 1-gamma).
     w = np.eye(4) * 20.0
     m = _linear_model(w)
-    rec, cost, iters, why = mi_face(m, [0, 1, 2, 3], (1, 2, 2), InversionConfig(gamma=0.05, lr=1.0))
+    rec, cost, iters, why = mi_face(m, [0, 1, 2, 3], (1, 2, 2), InversionConfig(gamma=0.05, lr=1.0, start=0.0))
     assert why == ("gamma",) * 4 and np.all(cost <= 0.05)
     flat = rec.reshape(4, -1)
     assert np.all(flat.argmax(1) == np.arange(4))
@@ -84,3 +84,76 @@ def test_model_inversion_end_to_end(digits, small_split, overfit_model):
     d = res.to_dict()
     assert np.isfinite(d["mse"]) and -1 <= d["ssim"] <= 1
     assert np.all(res.confidences > 0.5)  # the target model is fooled into its class
+
+
+def test_log_cost_leaves_the_dead_zone():
+    # Class 1 starts with p_1 ~ e^-10: the paper's 1 - p_1 has gradient p_1 p_0 * 30 ~ 1e-3;
+    # -log p_1 has gradient p_0 * 30 ~ 30 and reaches the class at once.
+    w = np.array([[30.0, 0.0], [0.0, 30.0]])
+    m = _linear_model(w, bias=np.array([0.0, -10.0]))
+    x0 = torch.ones((1, 1, 1, 2), requires_grad=True)
+    (g_paper,) = torch.autograd.grad(1 - torch.softmax(m(x0), 1)[0, 1], x0)
+    assert g_paper.abs().max() < 2e-3
+    cfg = InversionConfig(lr=1.0, start=1.0, max_iter=200, gamma=0.01, jitter=0)
+    rec, gap, iters, why = mi_face(m, [1], (1, 1, 2), cfg)
+    assert gap[0] <= 0.01 and why == ("gamma",) and iters[0] < 5
+    assert rec[0, 0, 0, 0] < 0.5  # pixel 0 (evidence for class 0) switched off
+
+
+def _blocks_data(rng, n_per_class=40):
+    # 4 classes of 1x4x4 images: class c > 0 lights quadrant c, class 0 is (nearly) blank.
+    quads = [(slice(0, 2), slice(0, 2)), (slice(0, 2), slice(2, 4)), (slice(2, 4), slice(0, 2)),
+             (slice(2, 4), slice(2, 4))]
+    xs, ys = [], []
+    for c in range(4):
+        for _ in range(n_per_class):
+            img = rng.uniform(0, 0.05, (1, 4, 4))
+            if c > 0:
+                img[0][quads[c]] = rng.uniform(0.7, 1.0, (2, 2))
+            xs.append(img)
+            ys.append(c)
+    return np.asarray(xs, np.float32), np.asarray(ys, np.int64), quads
+
+
+def test_blank_reconstruction_never_counts():
+    # The target pushes class 0 to a blank image; the evaluation classifier calls blank "0", so
+    # the plain accuracy counts it; the honest rate must not.
+    rng = np.random.default_rng(0)
+    x, y, quads = _blocks_data(rng)
+    w = np.zeros((4, 16))
+    w[0] = -5.0
+    for c in range(1, 4):
+        mask = np.zeros((4, 4))
+        mask[quads[c]] = 1
+        w[c] = 10 * mask.ravel() - 2
+    res = model_inversion(_linear_model(w), (x, y), (x, y), 4, config=InversionConfig(max_iter=300, lr=1.0))
+    assert res.eval_predictions[0] == 0 and res.contrast[0] < 0.05
+    assert not res.recognised[0] and res.recognised[1:].all()
+    assert res.eval_accuracy == pytest.approx(0.75) and res.raw_eval_accuracy == pytest.approx(1.0)
+    # baseline: blank and mean image each offered for every class, one hit at most each
+    hits = sum(int(p == c) for p in res.baseline_predictions.values() for c in range(4))
+    assert res.baseline_predictions["blank"] == 0
+    assert res.baseline_eval_accuracy == pytest.approx(hits / 8)
+    d = res.to_dict()
+    assert np.array(d["eval_classifier_confusion"]).sum() == len(y)
+    assert d["per_class"]["recognised"] == [False, True, True, True]
+    assert len(d["per_class"]["baseline_ssim"]) == 4
+    # 3 of 4 by chance: P[Bin(4, 1/4) >= 3] = 13/256 = 0.0508, just above 5 %
+    assert d["recognised_classes"] == 3 and d["p_value"] == pytest.approx(13 / 256)
+    assert d["verdict"] == "nothing recognisable"
+    assert "3 of 4 classes" in res.verdict_line()
+
+
+def test_jitter_shift_and_determinism():
+    from dpaudit.attacks.inversion import _shift
+
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    s = _shift(x, 1, -1)
+    assert torch.equal(s[0, 0, 1:, :3], x[0, 0, :3, 1:]) and s[0, 0, 0].abs().sum() == 0
+    assert s[0, 0, :, 3].abs().sum() == 0
+    with pytest.raises(InvalidParameterError):
+        InversionConfig(jitter=-1)
+    m = _linear_model(np.eye(4)[:3] * 3.0)
+    a = mi_face(m, [0, 1], (1, 2, 2), InversionConfig(max_iter=50, jitter=1, seed=5))
+    b = mi_face(m, [0, 1], (1, 2, 2), InversionConfig(max_iter=50, jitter=1, seed=5))
+    assert np.array_equal(a[0], b[0])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 
 import numpy as np
 import pytest
 from scipy.stats import norm
 
-from dpaudit.attacks.lira import InlineExecutor, lira, lira_scores, shadow_assignment
+from dpaudit.attacks.lira import InlineExecutor, lira, lira_scores, shadow_assignment, shadow_recipe
 from dpaudit.errors import InvalidParameterError
 from dpaudit.stats import roc_metrics
 
@@ -16,9 +17,15 @@ pytest.importorskip("torch")
 
 
 def test_assignment_balanced():
+    # Paired halves: every shadow holds exactly half, every example is IN for exactly K/2.
     m = shadow_assignment(8, 1000, np.random.default_rng(0))
-    assert m.shape == (8, 1000) and np.all(m.sum(0) == 4)
-    assert 400 < m.sum(1).min() and m.sum(1).max() < 600  # each shadow ~ half
+    assert m.shape == (8, 1000) and np.all(m.sum(0) == 4) and np.all(m.sum(1) == 500)
+    assert np.all(m[0] != m[1])  # complementary pair
+    # Other training-set sizes: column-balanced, rows about the size asked for.
+    m = shadow_assignment(8, 1000, np.random.default_rng(1), train_size=750)
+    assert np.all(m.sum(0) == 6) and 650 < m.sum(1).min() and m.sum(1).max() < 850
+    m = shadow_assignment(4, 100, np.random.default_rng(2), train_size=99)
+    assert np.all((~m).sum(0) >= 1)  # always at least one OUT shadow
 
 
 def _synthetic(k=64, n=400, seed=0):
@@ -86,9 +93,10 @@ def test_lira_input_checks():
 
 def test_lira_with_trainer_shadows(digits, small_split, overfit_model):
     mem, non = small_split[0], small_split[1][:60]
-    config = {**overfit_model.metadata["config"], "epochs": 40}
+    recipe = shadow_recipe(overfit_model.metadata)
+    recipe = dataclasses.replace(recipe, config={**recipe.config, "epochs": 40})
     res = lira(
-        overfit_model.model, config, mem, non, n_shadows=4, executor=InlineExecutor(),
+        overfit_model.model, recipe, mem, non, n_shadows=4, executor=InlineExecutor(),
         dataset=digits,
     )
     assert res.global_variance and res.n_shadows == 4
@@ -107,8 +115,9 @@ def test_inline_executor_propagates_errors():
 @pytest.mark.slow
 def test_lira_process_pool(digits, small_split, overfit_model):
     mem, non = small_split[0], small_split[1][:60]
-    config = {**overfit_model.metadata["config"], "epochs": 20}
-    res = lira(overfit_model.model, config, mem, non, n_shadows=2, workers=2, dataset=digits)
+    recipe = shadow_recipe(overfit_model.metadata)
+    recipe = dataclasses.replace(recipe, config={**recipe.config, "epochs": 20})
+    res = lira(overfit_model.model, recipe, mem, non, n_shadows=2, workers=2, dataset=digits)
     assert res.online_members.shape == (60,)
 
 
@@ -118,7 +127,7 @@ def test_lira_on_dp_model_is_consistent(digits, small_split, dp_model):
     mem, non = small_split[0], small_split[1][:60]
     meta = dp_model.metadata
     res = lira(
-        dp_model.model, meta["config"], mem, non, n_shadows=4, executor=InlineExecutor(),
+        dp_model.model, shadow_recipe(meta), mem, non, n_shadows=4, executor=InlineExecutor(),
         dataset=digits, seed=3,
     )
     for ms, ns in ((res.online_members, res.online_nonmembers),
@@ -142,8 +151,6 @@ def test_two_shadows_scale_free():
 
 def test_lira_when_target_trained_on_whole_train_split(digits):
     # Non-members are then test images: shadows train on halves of train + test (pooled).
-    import dataclasses
-
     from dpaudit.attacks.lira import lira, pooled
 
     small = dataclasses.replace(digits, x_train=digits.x_train[:80], y_train=digits.y_train[:80],
@@ -155,7 +162,7 @@ def test_lira_when_target_trained_on_whole_train_split(digits):
     cfg = TrainConfig(arch="mlp", arch_kwargs={"hidden": [256]}, batch_size=16, threads=1,
                       no_privacy=True, epochs=60, lr=0.1, momentum=0.9, seed=3)
     target = train(cfg, dataset=small, members=np.arange(80), progress=False)
-    res = lira(target.model, target.metadata["config"], np.arange(80), 80 + np.arange(80),
+    res = lira(target.model, shadow_recipe(target.metadata), np.arange(80), 80 + np.arange(80),
                n_shadows=4, dataset=small, pool_test=True)
     assert res.online_members.shape == (80,) and res.online_nonmembers.shape == (80,)
     assert roc_metrics(res.online_members, res.online_nonmembers).auc > 0.6  # an overfit target leaks: the pooled population is used correctly

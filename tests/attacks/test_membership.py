@@ -101,3 +101,23 @@ def test_dp_model_never_violates(digits, small_split, dp_model):
         )
         assert r.verdict == "consistent", (method, seed, r.bound)
         assert r.caps is not None and r.roc.auc <= r.caps["auc"] + 0.1
+
+
+def test_bound_explanation_names_the_tail():
+    from dpaudit.attacks.membership import bound_explanation
+    from dpaudit.stats import epsilon_lower_bound_from_scores
+
+    rng = np.random.default_rng(0)
+    # Members with a far upper tail: the member tail gives the bound.
+    m = np.r_[rng.normal(0, 1, 900), rng.normal(8, 0.1, 100)]
+    n = rng.normal(0, 1, 1000)
+    b = epsilon_lower_bound_from_scores(m, n)
+    text = bound_explanation(b)
+    assert b.epsilon > 0 and text.startswith("member tail") and "order statistic" in text
+    # Non-members with a far lower tail (badly misclassified examples): the other tail.
+    b = epsilon_lower_bound_from_scores(-n, -m)
+    assert b.epsilon > 0 and bound_explanation(b).startswith("non-member tail")
+    b = epsilon_lower_bound_from_scores(m, n, method="split", rng=0)
+    assert "other half" in bound_explanation(b)
+    b = epsilon_lower_bound_from_scores(n, n)
+    assert bound_explanation(b).startswith("no threshold")

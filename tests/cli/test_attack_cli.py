@@ -55,10 +55,16 @@ def test_json_keys_and_report(model_file, tmp_path, capsys):
     assert set(m["tpr_at_fpr"]) == {"0.1", "0.01", "0.001"}
     assert m["claimed_epsilon"] is None and m["verdict"] == "no-claim"
     assert abs(m["n_members"] - m["n_nonmembers"]) <= 1  # member_fraction 0.5
-    for key in ("eval_accuracy", "mse", "ssim"):
+    for key in ("eval_accuracy", "baseline_eval_accuracy", "raw_eval_accuracy", "eval_classifier_confusion",
+                "verdict", "mse", "ssim"):
         assert key in d["inversion"]
+    inv = d["inversion"]
+    assert inv["eval_accuracy"] == pytest.approx(np.mean(inv["per_class"]["recognised"]))
+    assert inv["eval_accuracy"] <= inv["raw_eval_accuracy"]
     for name in ("report.json", "roc.png", "inversion.png", "report.md"):
         assert (rep / name).stat().st_size > 0
+    md = (rep / "report.md").read_text()
+    assert md.count("**Verdict:**") == 2 and "where it comes from:" in md
     assert json.loads((rep / "report.json").read_text())["membership"]["auc"] == m["auc"]
     assert not [p for p in rep.iterdir() if p.name.startswith(".")]  # no temp files left
 
@@ -84,6 +90,18 @@ def test_text_output_loss_only(model_file, capsys):
     code, out, err = _run(["attack", model_file[0], "--attack", "loss"], capsys)
     assert code == 0, err
     assert "verdict: no-claim" in out and "inversion" not in out
+    assert "membership inference: eps_lb" in out and "headline loss:" in out
+
+
+def test_inversion_json_interface(model_file, capsys):
+    code, out, err = _run(["attack", model_file[0], "--attack", "inversion", "--inversion-iters", "30",
+                           "--json"], capsys)
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["membership"] is None
+    inv = d["inversion"]
+    assert 0 <= inv["eval_accuracy"] <= 1 and 0 <= inv["baseline_eval_accuracy"] <= 0.1 + 1e-12
+    assert len(inv["eval_classifier_confusion"]) == 10
 
 
 class _Evil:
