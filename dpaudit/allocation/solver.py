@@ -99,13 +99,16 @@ def _evaluator(acc: Accountant, base: DpSgdRun, shape: Sequence[float], delta: f
     return evaluate
 
 
-def _with_releases(run: DpSgdRun, releases: Sequence[tuple[float, float]]) -> DpSgdRun:
+def _with_releases(run: DpSgdRun, releases: Sequence[tuple[float, float]],
+                   initial: Sequence[tuple[float, float, int]] = ()) -> DpSgdRun:
     """``run`` plus one (q, sigma) Poisson-subsampled Gaussian release per step for each of
-    ``releases`` (replacing any extra segments it had)."""
-    if not releases:
+    ``releases`` and the ``initial`` (q, sigma, count) releases made before the first step
+    (replacing any extra segments it had)."""
+    if not releases and not initial:
         return run
     return dataclasses.replace(run, extra_segments=tuple(
-        GaussianSegment(q, sv, run.total_steps) for q, sv in releases))
+        GaussianSegment(q, sv, run.total_steps) for q, sv in releases) + tuple(
+        GaussianSegment(q, sv, int(n)) for q, sv, n in initial))
 
 
 def _slope(evals: Sequence[Any]) -> float:
@@ -143,6 +146,7 @@ def solve_plan(
     tol: float = TOL,
     curve: bool = True,
     per_step_releases: Sequence[tuple[float, float]] = (),
+    initial_releases: Sequence[tuple[float, float, int]] = (),
 ) -> Plan:
     """Plan per-epoch noise so the run spends ``target_epsilon`` at ``delta``.
 
@@ -162,6 +166,9 @@ def solve_plan(
             Poisson-subsampled Gaussian ``(sample_rate, noise_multiplier)`` with fixed noise
             (e.g. the private validation query of update screening); they are composed into
             every evaluation, so the gradient noise is solved for what is left of the budget.
+        initial_releases: releases made once before training, each ``(sample_rate,
+            noise_multiplier, count)`` (e.g. privately computed data statistics); composed
+            into every evaluation and into every point of the per-epoch curve.
 
     Returns:
         A :class:`Plan`. Raises :class:`InvalidParameterError` for bad input or an
@@ -182,6 +189,7 @@ def solve_plan(
     tol = min(tol, target / 2)
 
     releases = tuple((float(q), float(sv)) for q, sv in per_step_releases)
+    initial = tuple((float(q), float(sv), int(n)) for q, sv, n in initial_releases)
     base = _with_releases(DpSgdRun.create(
         noise_multiplier=1.0,
         dataset_size=dataset_size,
@@ -189,7 +197,7 @@ def solve_plan(
         sample_rate=sample_rate,
         epochs=epochs,
         batching=batching,
-    ), releases)
+    ), releases, initial)
     shape = sched.shape(base.epochs)
     shaped = base.with_noise(shape)
     notes: list[str] = []
@@ -223,10 +231,10 @@ def solve_plan(
     notes.extend(rep.notes)
     scale = best.s
     run = base.with_noise([scale * v for v in shape])
-    if curve and releases:
-        # Per-epoch prefixes carry the releases of their own steps.
+    if curve and (releases or initial):
+        # Per-epoch prefixes carry the releases of their own steps (and the initial ones).
         cum = tuple(
-            acc.epsilon(_with_releases(run.truncate(e + 1), releases), delta).epsilon
+            acc.epsilon(_with_releases(run.truncate(e + 1), releases, initial), delta).epsilon
             for e in range(run.epochs)
         )
     else:
