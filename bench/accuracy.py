@@ -14,7 +14,8 @@ the cached ScatterNet features (Tramer & Boneh 2021). They are separate rows of 
 
 ``--tune`` runs on a validation split instead (90 % of the training set trains, the held-out
 10 % is scored; the test set is not touched); ``--grid 'batch_size=1024,2048;lr=2,4'`` runs
-every combination. ``--recipe tuned`` then trains each (data set, route, epsilon) test cell
+every combination (``lr_per_512=b`` sets lr = b x batch / 512, Tramer & Boneh's scaling), and
+``--points 'batch_size=1024,lr=2;epochs=20'`` exactly the points listed. ``--recipe tuned`` then trains each (data set, route, epsilon) test cell
 with the grid point of best mean validation accuracy (plain DP-SGD's choice, also used for the
 screening methods); the chosen overrides are the cell's tag and the table lists the
 ``dpaudit train`` flags that reproduce it.
@@ -100,6 +101,10 @@ def _config(cell: dict, opts: dict) -> Any:
 
     extra = dict(opts.get("overrides") or {})
     extra.update(cell.get("overrides") or {})
+    if "lr_per_512" in extra:  # Tramer & Boneh's scaling: lr = base x batch / 512
+        if "batch_size" not in extra:
+            raise ValueError("lr_per_512 needs batch_size in the same overrides")
+        extra["lr"] = float(extra.pop("lr_per_512")) * int(extra["batch_size"]) / 512
     if cell.get("tune"):
         extra.setdefault("eval_size", None)  # score every held-out example each epoch
     return TrainConfig(
@@ -209,6 +214,18 @@ def parse_grid(spec: str | None) -> list[dict[str, Any]]:
     return [dict(combo) for combo in itertools.product(*axes)]
 
 
+def parse_points(spec: str | None) -> list[dict[str, Any]]:
+    """'a=1,b=2;a=3' -> [{'a': 1, 'b': 2}, {'a': 3}] (explicit grid points); '' -> []."""
+    points = []
+    for part in filter(None, (spec or "").split(";")):
+        point = {}
+        for item in filter(None, part.split(",")):
+            k, _, v = item.partition("=")
+            point[k.strip()] = _json_or_str(v)
+        points.append(point)
+    return points
+
+
 def _json_or_str(v: str) -> Any:
     try:
         return json.loads(v)
@@ -240,7 +257,7 @@ def _cells(a: argparse.Namespace, results: dict[str, dict], base: dict[str, Any]
     """The runs still to do. Seeds outermost, then epsilons in the order given: a run cut
     short still holds whole comparisons for the first seed and epsilon."""
     cells = []
-    grid = parse_grid(a.grid) if a.tune else [{}]
+    grid = (parse_points(a.points) or parse_grid(a.grid)) if a.tune else [{}]
     for s, e, d, route, m, point in itertools.product(
             filter(None, a.seeds.split(",")), a.epsilons.split(","), a.datasets.split(","),
             a.routes.split(","), a.methods.split(","), grid):
@@ -419,6 +436,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run")
     ap.add_argument("--tune", action="store_true", help="score on a validation split, not the test set")
     ap.add_argument("--grid", default=None, help="tune grid, e.g. 'batch_size=1024,2048;lr=2,4'")
+    ap.add_argument("--points", default=None,
+                    help="tune points instead of a grid, e.g. 'batch_size=1024,lr=2;batch_size=4096,lr=8'")
     ap.add_argument("--recipe", choices=("default", "tuned"), default="default",
                     help="tuned: each test cell uses its best validation grid point (from --out)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

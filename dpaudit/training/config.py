@@ -27,7 +27,7 @@ from dpaudit.accounting import BATCHINGS, SOUND_ACCOUNTANTS
 from dpaudit.allocation import SCHEDULES as _SCHEDULE_CLASSES
 from dpaudit.errors import InvalidParameterError
 from dpaudit.training.archs import check_arch_options
-from dpaudit.training.features import FEATURES, check_features
+from dpaudit.training.features import check_features
 
 if TYPE_CHECKING:
     from dpaudit.allocation import Plan

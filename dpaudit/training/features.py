@@ -90,12 +90,21 @@ def default_cache_dir() -> Path:
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "dpaudit") / "features"
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
 def _file_digest(path: Path) -> str:
+    """SHA-256 of a file (remembered per process for the same path, size and mtime)."""
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo in _DIGESTS:
+        return _DIGESTS[memo]
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
+    _DIGESTS[memo] = h.hexdigest()
+    return _DIGESTS[memo]
 
 
 def cache_key(dataset: str, data_dir: str | None, spec: ScatterNet) -> str:

@@ -66,6 +66,9 @@ class Center(nn.Module):
 class ChannelAffine(nn.Module):
     """x -> (x - mean_c) / std_c with fixed public constants (no parameters)."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
@@ -80,6 +83,9 @@ class DataStandardize(nn.Module):
     Boneh 2021's "data normalisation"); ``mean`` and ``var`` are buffers (identity until
     :meth:`set_statistics`), filled by the trainer with privately computed statistics
     (:func:`dpaudit.training.datanorm.private_channel_stats`) and saved with the model."""
+
+    mean: torch.Tensor
+    var: torch.Tensor
 
     def __init__(self, channels: int) -> None:
         super().__init__()

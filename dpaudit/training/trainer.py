@@ -48,10 +48,10 @@ from dpaudit.training.config import (  # noqa: F401  (re-exported: the historica
     resolve_config,
 )
 from dpaudit.training.data import Dataset, load_dataset
+from dpaudit.training.datanorm import ledger_release
 from dpaudit.training.evaluation import Validator, accuracy_on_test_split, evaluate  # noqa: F401
 from dpaudit.training.loop import Callback, StepLoop, TrainState
 from dpaudit.training.metadata import RunRecord, build_metadata
-from dpaudit.training.datanorm import ledger_release
 from dpaudit.training.models import DataStandardize, build_model, resolve_arch_kwargs
 from dpaudit.training.sampling import make_sampler
 from dpaudit.training.screening import Screener
