@@ -164,7 +164,7 @@ def _validation_scores(res: Any, cfg: Any) -> dict:
     m = res.metadata
     non = np.asarray(m["split"]["nonmember_indices"])
     dev = next(res.model.parameters()).device
-    ds = _with_features(cfg, load_dataset(cfg.dataset, cfg.data_dir), dev)
+    ds = _with_features(cfg, load_dataset(cfg.dataset, cfg.data_dir), dev, from_files=True)
     xv = torch.from_numpy(np.ascontiguousarray(ds.x_train[non])).to(dev)
     yv = torch.from_numpy(np.asarray(ds.y_train[non])).to(dev)
     return {"val_accuracy": evaluate(res.model, xv, yv),

@@ -13,8 +13,9 @@ normalised (GroupNorm, or private data statistics) is the model's ``input_norm``
 The transform is ``kymatio``'s ``Scattering2D`` (Andreux et al. 2020; optional dependency:
 ``pip install 'dpaudit[features]'``). Features are computed once per data set and cached in
 ``cache_dir`` (default ``$DPAUDIT_CACHE/features`` or ``~/.cache/dpaudit/features``): one
-folder per key, the key being the SHA-256 of the data files' own SHA-256 digests and the
-transform's parameters (kind, J, L, order, kymatio version, format). A folder is written under
+folder per key, the key being the SHA-256 of the data's digests (of the data files when the
+data set is exactly what was read from them, else of its arrays) and the transform's
+parameters (kind, J, L, order, kymatio version, format). A folder is written under
 a temporary name and renamed into place, so a cache entry is complete or absent; arrays are
 ``.npy`` files read with ``allow_pickle=False`` and memory-mapped copy-on-write.
 
@@ -107,17 +108,28 @@ def _file_digest(path: Path) -> str:
     return _DIGESTS[memo]
 
 
-def cache_key(dataset: str, data_dir: str | None, spec: ScatterNet) -> str:
-    """SHA-256 (hex, 24 characters) of the data files' digests and the transform's parameters."""
-    files = dataset_files(dataset, data_dir)
-    if files:
-        digests = [_file_digest(f) for f in files]
-    else:  # the bundled digits: keyed on the scikit-learn release that ships them
-        import sklearn
+def cache_key(dataset: str, data_dir: str | None, spec: ScatterNet, data: Dataset | None = None) -> str:
+    """SHA-256 (hex, 24 characters) of the data's digests and the transform's parameters.
 
-        digests = [f"sklearn-{sklearn.__version__}"]
+    With ``data`` the digests are of its decoded arrays (a data set built or modified in
+    memory, e.g. with canaries, never reads another's features); without, of the data set's
+    files in ``data_dir`` (the bundled digits: the scikit-learn release that ships them)."""
+    if data is not None:
+        digests = [hashlib.sha256(np.ascontiguousarray(getattr(data, k)).data).hexdigest() for k in _ARRAYS]
+        source = "arrays"
+    else:
+        files = dataset_files(dataset, data_dir)
+        if files:
+            digests = [_file_digest(f) for f in files]
+        else:
+            import sklearn
+
+            digests = [f"sklearn-{sklearn.__version__}"]
+        source = "files"
     payload = {"dataset": dataset, "files": digests, "transform": asdict(spec), "kind": "scatternet",
                "kymatio": _kymatio_version(), "format": CACHE_FORMAT}
+    if source == "arrays":
+        payload["source"] = source
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -193,16 +205,24 @@ def compute_features(x: np.ndarray, module: Callable[[Any], Any], batch: int = 1
 
 
 def scatternet_dataset(data: Dataset, data_dir: str | None = None, *, cache_dir: str | None = None,
-                       spec: ScatterNet = ScatterNet(), device: str = "cpu") -> Dataset:
+                       spec: ScatterNet = ScatterNet(), device: str = "cpu",
+                       from_files: bool = False) -> Dataset:
     """``data`` with its images replaced by their ScatterNet features (from the cache when
     present, else computed and cached). The returned :class:`Dataset` records the transform
-    in ``features``."""
+    in ``features``.
+
+    ``from_files``: ``data`` is exactly what :func:`~dpaudit.training.data.load_dataset` read
+    from ``data_dir``, so the cache is keyed on the files' digests (cheap to recheck);
+    otherwise on the arrays themselves (:func:`cache_key`)."""
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    key = cache_key(data.name, data_dir, spec)
+    key = cache_key(data.name, data_dir, spec, data=None if from_files else data)
     entry = folder / f"{data.name}-scatternet-J{spec.J}-L{spec.L}-{key}"
     desc = {**spec.describe(data.input_shape), "cache_key": key}
     shape = spec.output_shape(data.input_shape)
     arrays = _read_entry(entry, shape)
+    if arrays is not None and not (np.array_equal(arrays["y_train"], data.y_train)
+                                   and np.array_equal(arrays["y_test"], data.y_test)):
+        arrays = None  # not this data set's features (never expected: the key covers the data)
     if arrays is None:
         module = scatternet_module(data.input_shape, spec).to(device)
         arrays = {"x_train": compute_features(data.x_train, module, device=device), "y_train": data.y_train,

@@ -101,7 +101,7 @@ def train(
     threads = configure_threads(cfg.threads)
     device = resolve_device(cfg.device)
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir)
-    data = _with_features(cfg, data, device)
+    data = _with_features(cfg, data, device, from_files=dataset is None)
     split = Split.make(len(data.y_train), seed=cfg.seed, fraction=cfg.member_fraction, members=members)
     notes = _split_notes(config, cfg, split)
     _check_members(cfg, split.size)
@@ -152,13 +152,15 @@ def _split_notes(given: TrainConfig, cfg: TrainConfig, split: Split) -> list[str
     return []
 
 
-def _with_features(cfg: TrainConfig, data: Dataset, device: torch.device) -> Dataset:
-    """``data`` with its images replaced by the configured fixed features (cached)."""
+def _with_features(cfg: TrainConfig, data: Dataset, device: torch.device, from_files: bool = False) -> Dataset:
+    """``data`` with its images replaced by the configured fixed features (cached; keyed on
+    the data files when the trainer read them itself, else on the arrays)."""
     if cfg.features == "none" or data.features is not None:
         return data
     from dpaudit.training.features import scatternet_dataset
 
-    return scatternet_dataset(data, cfg.data_dir, cache_dir=cfg.feature_cache, device=str(device))
+    return scatternet_dataset(data, cfg.data_dir, cache_dir=cfg.feature_cache, device=str(device),
+                              from_files=from_files)
 
 
 def _fit_input_statistics(

@@ -3,6 +3,7 @@ parameters, written atomically) and the image-level wrapper."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 
 import numpy as np
@@ -55,6 +56,15 @@ def test_cache_computes_once_and_keys_on_contents(tmp_path, monkeypatch):
     f2 = feat.scatternet_dataset(ds, str(data_dir), cache_dir=str(cache))
     assert np.array_equal(np.asarray(f2.x_train), np.asarray(f1.x_train))
     assert isinstance(f2.x_train, np.memmap)
+    # keyed on the arrays unless the data are exactly the files' (from_files)
+    akey = feat.cache_key("mnist", None, feat.ScatterNet(), data=ds)
+    assert entries[0].name.endswith(akey)
+    canary = dataclasses.replace(ds, x_train=ds.x_train.copy())
+    canary.x_train[0, 0, 0, 0] = 1.0 - canary.x_train[0, 0, 0, 0]
+    assert feat.cache_key("mnist", None, feat.ScatterNet(), data=canary) != akey
+    monkeypatch.undo()
+    f3 = feat.scatternet_dataset(ds, str(data_dir), cache_dir=str(cache), from_files=True)
+    assert f3.features["cache_key"] == feat.cache_key("mnist", str(data_dir), feat.ScatterNet()) != akey
     key1 = feat.cache_key("mnist", str(data_dir), feat.ScatterNet())
     assert feat.cache_key("mnist", str(data_dir), feat.ScatterNet(L=6)) != key1
     # another training image: another key
