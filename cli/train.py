@@ -22,6 +22,7 @@ from dpaudit.training.config import (
     TrainConfig,
 )
 from dpaudit.training.data import DATASETS
+from dpaudit.training.features import FEATURES
 
 _DEFAULT = TrainConfig()
 
@@ -42,7 +43,17 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
 @click.command("train")
 @click.option("--dataset", default=_DEFAULT.dataset, show_default=True,
               type=click.Choice(DATASETS), help="Data set.")
-@click.option("--data-dir", default=None, help="Folder with the IDX .gz files (default $DPAUDIT_DATA).")
+@click.option("--data-dir", default=None,
+              help="Folder with the IDX .gz files or cifar-10-batches-py/ (default $DPAUDIT_DATA).")
+@click.option("--features", default=_DEFAULT.features, show_default=True, type=click.Choice(FEATURES),
+              help="Train on fixed features of the images (scatternet: Tramer & Boneh 2021; "
+                   "needs kymatio), a separate route from end-to-end training.")
+@click.option("--feature-cache", default=None, type=click.Path(file_okay=False),
+              help="Feature cache folder (default $DPAUDIT_CACHE/features or ~/.cache/dpaudit/features).")
+@click.option("--norm-sigma", type=float, default=None,
+              help="Noise multiplier of private input statistics (model option input_norm=data; default 8).")
+@click.option("--norm-clip", type=float, nargs=2, default=None, metavar="C_M C_S",
+              help="Per-member bounds of those statistics (mean and mean-square vectors; default 1 1).")
 @click.option("--model", "arch", default=None, type=click.Choice(ARCHS),
               help="Architecture (default: the data set's, see docs/training.md).")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
@@ -78,7 +89,8 @@ def _parse_arch_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--screen-beta", type=float, default=_DEFAULT.screen_beta, show_default=True,
               help="DPSUR threshold: accept iff noisy sum < beta * C_v.")
 @click.option("--ema", "ema_decay", type=float, default=None,
-              help="Publish an exponential moving average of the weights with this decay (free).")
+              help="Publish an exponential moving average of the weights with this decay (free; "
+                   "default: the data set's, 0.995 for mnist, fashion-mnist, cifar10; 0: last iterate).")
 @click.option("--lr-schedule", default=None, type=click.Choice(LR_SCHEDULES),
               help="Learning-rate decay over the run (default: the data set's; free).")
 @click.option("--augment", default=None, type=click.Choice(("none", *AUGMENTATIONS)),
@@ -121,14 +133,17 @@ def _config(kw: dict[str, Any]) -> TrainConfig:
               "schedule", "plan_path", "clip", "lr", "momentum", "noise_multiplier", "no_privacy",
               "seed", "device", "accountant", "member_fraction", "threads", "reproducible",
               "screening", "screen_clip", "screen_sigma", "screen_batch_size", "screen_beta",
-              "ema_decay", "lr_schedule", "augment", "augment_multiplicity")
-    return TrainConfig(arch_kwargs=_parse_arch_kwargs(kw["model_args"]), **{k: kw[k] for k in fields})
+              "ema_decay", "lr_schedule", "augment", "augment_multiplicity", "features", "feature_cache",
+              "norm_sigma")
+    norm_clip = tuple(kw["norm_clip"]) if kw.get("norm_clip") else None
+    return TrainConfig(arch_kwargs=_parse_arch_kwargs(kw["model_args"]), norm_clip=norm_clip,
+                       **{k: kw[k] for k in fields})
 
 
 def _summary(out: str, m: dict[str, Any]) -> dict[str, Any]:
     keys = ("dataset", "arch", "private", "epsilon", "target_epsilon", "delta", "accountant",
             "batching", "epochs_trained", "noise_multipliers", "clip", "test_accuracy", "screening",
-            "levers", "train_seconds", "notes")
+            "levers", "features", "input_statistics", "train_seconds", "notes")
     return {"out": out, **{k: m[k] for k in keys}}
 
 

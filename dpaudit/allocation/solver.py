@@ -111,13 +111,16 @@ def _evaluator(acc: Accountant, base: DpSgdRun, shape: Sequence[float], delta: f
     return evaluate
 
 
-def _with_releases(run: DpSgdRun, releases: Sequence[tuple[float, float]]) -> DpSgdRun:
+def _with_releases(run: DpSgdRun, releases: Sequence[tuple[float, float]],
+                   initial: Sequence[tuple[float, float, int]] = ()) -> DpSgdRun:
     """``run`` plus one (q, sigma) Poisson-subsampled Gaussian release per step for each of
-    ``releases`` (replacing any extra segments it had)."""
-    if not releases:
+    ``releases`` and the ``initial`` (q, sigma, count) releases made before the first step
+    (replacing any extra segments it had)."""
+    if not releases and not initial:
         return run
     return dataclasses.replace(run, extra_segments=tuple(
-        GaussianSegment(q, sv, run.total_steps) for q, sv in releases))
+        GaussianSegment(q, sv, run.total_steps) for q, sv in releases) + tuple(
+        GaussianSegment(q, sv, int(n)) for q, sv, n in initial))
 
 
 def _slope(evals: Sequence[Any]) -> float:
@@ -136,16 +139,18 @@ class _WithReleases:
     """An accountant that adds, to every run it is given, one release per step of that run
     for each (q, sigma) of ``releases`` (a prefix carries the releases of its own steps)."""
 
-    def __init__(self, inner: Accountant, releases: tuple[tuple[float, float], ...]) -> None:
+    def __init__(self, inner: Accountant, releases: tuple[tuple[float, float], ...],
+                 initial: tuple[tuple[float, float, int], ...] = ()) -> None:
         self.inner = inner
         self.releases = releases
+        self.initial = initial
         self.name = inner.name
 
     def epsilon(self, run: DpSgdRun, delta: float) -> EpsilonReport:
-        return self.inner.epsilon(_with_releases(run, self.releases), delta)
+        return self.inner.epsilon(_with_releases(run, self.releases, self.initial), delta)
 
     def delta(self, run: DpSgdRun, epsilon: float) -> float:
-        return self.inner.delta(_with_releases(run, self.releases), epsilon)
+        return self.inner.delta(_with_releases(run, self.releases, self.initial), epsilon)
 
 
 def epsilon_curve(acc: Accountant, run: DpSgdRun, delta: float,
@@ -202,6 +207,7 @@ def solve_plan(
     tol: float = TOL,
     curve: bool = True,
     per_step_releases: Sequence[tuple[float, float]] = (),
+    initial_releases: Sequence[tuple[float, float, int]] = (),
     steps_rule: str = "whole_epochs",
     progress: ProgressFn | None = None,
 ) -> Plan:
@@ -230,6 +236,9 @@ def solve_plan(
             Poisson-subsampled Gaussian ``(sample_rate, noise_multiplier)`` with fixed noise
             (e.g. the private validation query of update screening); they are composed into
             every evaluation, so the gradient noise is solved for what is left of the budget.
+        initial_releases: releases made once before training, each ``(sample_rate,
+            noise_multiplier, count)`` (e.g. privately computed data statistics); composed
+            into every evaluation and into every point of the per-epoch curve.
         progress: ``progress(stage, done, total)`` after each accountant evaluation of the
             search (total ``None``) and each point of the cumulative curve.
 
@@ -243,6 +252,7 @@ def solve_plan(
     tol = min(tol, target / 2)
 
     releases = tuple((float(q), float(sv)) for q, sv in per_step_releases)
+    initial = tuple((float(q), float(sv), int(n)) for q, sv, n in initial_releases)
     base = _with_releases(DpSgdRun.create(
         noise_multiplier=1.0,
         dataset_size=dataset_size,
@@ -251,7 +261,7 @@ def solve_plan(
         epochs=epochs,
         batching=batching,
         steps_rule=steps_rule,
-    ), releases)
+    ), releases, initial)
     shape = sched.shape(base.epochs)
     guess, slope, n_pre = _start(name, base, shape, target, tol, delta)
     res = find_scale(_evaluator(acc, base, shape, delta, progress), target, tol, guess, slope=slope,
@@ -269,8 +279,8 @@ def solve_plan(
     run = base.with_noise([scale * v for v in shape])
     cum: tuple[float, ...] = ()
     if curve:
-        # Per-epoch prefixes carry the releases of their own steps.
-        cum_acc: Accountant = _WithReleases(acc, releases) if releases else acc
+        # Per-epoch prefixes carry the releases of their own steps (and the initial ones).
+        cum_acc: Accountant = _WithReleases(acc, releases, initial) if releases or initial else acc
         cum = epsilon_curve(cum_acc, run, delta, progress)
         if run.epochs > CURVE_POINTS:
             notes.append(

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 #: One extra Poisson-subsampled Gaussian release per step: (sample rate q_v, sigma_v).
 Release = tuple[float, float]
+#: Releases made once before training: (sample rate, noise multiplier, count, note), e.g.
+#: privately computed normalisation statistics (:mod:`dpaudit.training.datanorm`).
+InitialRelease = tuple[float, float, int, str]
 
 
 def account(run: DpSgdRun, delta: float, accountant: str = "pld") -> EpsilonReport:
@@ -58,13 +61,15 @@ def plan_noise(
     accountant: str,
     schedule: str = "constant",
     per_step_releases: tuple[Release, ...] = (),
+    initial_releases: tuple[InitialRelease, ...] = (),
 ) -> Plan:
     """Noise per epoch so the run spends at most ``target_epsilon`` (the allocator's
     :func:`~dpaudit.allocation.solve_plan`).
 
     ``per_step_releases``: one Poisson-subsampled Gaussian (q_v, sigma_v) per step each, e.g.
     the validation query of update screening; they are composed into every evaluation and into
-    the per-epoch curve, so the trainer's budget check sees what the ledger will hold."""
+    the per-epoch curve, so the trainer's budget check sees what the ledger will hold.
+    ``initial_releases``: releases made once before training (composed the same way)."""
     from dpaudit.allocation import solve_plan
 
     try:
@@ -72,13 +77,15 @@ def plan_noise(
             target_epsilon, delta, dataset_size=dataset_size, batch_size=batch_size,
             epochs=epochs, batching=batching, accountant=accountant, schedule=schedule,
             per_step_releases=per_step_releases,
+            initial_releases=tuple((q, s, n) for q, s, n, _ in initial_releases),
         )
     except InvalidParameterError as exc:
-        if per_step_releases and "too small" in str(exc):
+        if (per_step_releases or initial_releases) and "too small" in str(exc):
+            what = " and ".join(w for w, on in (("the per-step validation releases", per_step_releases),
+                                                ("the releases before training", initial_releases)) if on)
             raise InvalidParameterError(
-                f"target epsilon {target_epsilon} is too small: the per-step validation releases "
-                "alone spend (nearly) all of it; raise their noise multiplier or lower their "
-                "sample rate") from None
+                f"target epsilon {target_epsilon} is too small: {what} alone spend (nearly) all "
+                "of it; raise their noise multiplier or lower their sample rate") from None
         raise
 
 
@@ -115,6 +122,8 @@ class PrivacyBudget:
         plan: the noise plan to follow (exclusive with ``noise_multiplier``).
         noise_multiplier: a constant sigma per step.
         validation_query: one extra release (q_v, sigma_v) per step (update screening).
+        initial_releases: releases made before the first step (e.g. private normalisation
+            statistics); recorded in the ledger at once, so every epsilon includes them.
     """
 
     def __init__(
@@ -128,6 +137,7 @@ class PrivacyBudget:
         plan: Plan | None = None,
         noise_multiplier: float | None = None,
         validation_query: Release | None = None,
+        initial_releases: tuple[InitialRelease, ...] = (),
     ) -> None:
         if (plan is None) == (noise_multiplier is None):
             raise InvalidParameterError("a privacy budget follows a noise plan or a noise multiplier")
@@ -139,6 +149,12 @@ class PrivacyBudget:
         self.plan = plan
         self.noise_multiplier = None if noise_multiplier is None else float(noise_multiplier)
         self.validation_query = validation_query
+        self.initial_releases = tuple(initial_releases)
+        for q, sig, n, note in self.initial_releases:
+            ledger.record_release(q, sig, n, note)
+        #: whether the plan's cumulative curve includes the initial releases (plans solved
+        #: here do; a saved plan does not, so every epoch is then accounted from the ledger).
+        self.plan_has_initial = not self.initial_releases
         self.notes: list[str] = list(plan.notes) if plan is not None else []
         self.spent: EpsilonReport | None = None
         self.stop_reason = ""
@@ -146,28 +162,35 @@ class PrivacyBudget:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_plan(cls, plan: Plan, *, clip: float, validation_query: Release | None = None) -> PrivacyBudget:
-        """Follow ``plan`` (target: the plan's epsilon, at its delta, with its accountant)."""
+    def from_plan(cls, plan: Plan, *, clip: float, validation_query: Release | None = None,
+                  initial_releases: tuple[InitialRelease, ...] = ()) -> PrivacyBudget:
+        """Follow ``plan`` (target: the plan's epsilon, at its delta, with its accountant).
+        With ``initial_releases`` a saved plan (which does not include them) is followed with
+        every epoch accounted from the ledger, stopping before the target is exceeded."""
         r = plan.run
         if r.dataset_size is None or r.batch_size is None:
             raise InvalidParameterError("the plan names no dataset size and batch size; re-plan with both")
         ledger = PrivacyLedger(r.dataset_size, r.batch_size, r.batching)
         return cls(ledger, clip=clip, delta=plan.delta, accountant=plan.accountant,
-                   target=plan.epsilon, plan=plan, validation_query=validation_query)
+                   target=plan.epsilon, plan=plan, validation_query=validation_query,
+                   initial_releases=initial_releases)
 
     @classmethod
     def for_target(
         cls, epsilon: float, delta: float, *, dataset_size: int, batch_size: int, epochs: int,
         batching: str, accountant: str, clip: float, schedule: str = "constant",
-        validation_query: Release | None = None,
+        validation_query: Release | None = None, initial_releases: tuple[InitialRelease, ...] = (),
     ) -> PrivacyBudget:
-        """Solve a plan that spends at most ``epsilon`` (with the validation queries, if any)
-        and follow it; the target is ``epsilon`` itself."""
+        """Solve a plan that spends at most ``epsilon`` (with the validation queries and the
+        initial releases, if any) and follow it; the target is ``epsilon`` itself."""
         releases = () if validation_query is None else (validation_query,)
         plan = plan_noise(epsilon, delta, dataset_size=dataset_size, batch_size=batch_size,
                           epochs=epochs, batching=batching, accountant=accountant,
-                          schedule="constant" if releases else schedule, per_step_releases=releases)
-        budget = cls.from_plan(plan, clip=clip, validation_query=validation_query)
+                          schedule="constant" if releases else schedule, per_step_releases=releases,
+                          initial_releases=initial_releases)
+        budget = cls.from_plan(plan, clip=clip, validation_query=validation_query,
+                               initial_releases=initial_releases)
+        budget.plan_has_initial = True
         budget.target = float(epsilon)
         return budget
 
@@ -175,17 +198,18 @@ class PrivacyBudget:
     def constant(
         cls, noise_multiplier: float, *, dataset_size: int, batch_size: int, batching: str,
         delta: float, accountant: str, clip: float, target: float | None = None,
-        validation_query: Release | None = None,
+        validation_query: Release | None = None, initial_releases: tuple[InitialRelease, ...] = (),
     ) -> PrivacyBudget:
         """A constant sigma per step, stopping at ``target`` if given."""
         ledger = PrivacyLedger(dataset_size, batch_size, batching)
         return cls(ledger, clip=clip, delta=delta, accountant=accountant, target=target,
-                   noise_multiplier=noise_multiplier, validation_query=validation_query)
+                   noise_multiplier=noise_multiplier, validation_query=validation_query,
+                   initial_releases=initial_releases)
 
     @classmethod
     def from_config(
         cls, cfg: TrainConfig, *, dataset_size: int, plan: Plan | None = None,
-        validation_query: Release | None = None,
+        validation_query: Release | None = None, initial_releases: tuple[InitialRelease, ...] = (),
     ) -> PrivacyBudget:
         """The budget a resolved :class:`~dpaudit.training.config.TrainConfig` asks for, for
         ``dataset_size`` training members: ``plan`` (loaded from ``cfg.plan_path``), a plan
@@ -193,7 +217,8 @@ class PrivacyBudget:
         clip, b = float(cfg.clip or 0.0), int(cfg.batch_size or 0)
         if plan is not None:
             check_plan_fits(plan, dataset_size, b, cfg.batching)
-            return cls.from_plan(plan, clip=clip, validation_query=validation_query)
+            return cls.from_plan(plan, clip=clip, validation_query=validation_query,
+                                 initial_releases=initial_releases)
         delta = float(cfg.delta or 0.0)
         if cfg.noise_multiplier is None:
             if cfg.epsilon is None:
@@ -201,10 +226,11 @@ class PrivacyBudget:
             return cls.for_target(float(cfg.epsilon), delta, dataset_size=dataset_size, batch_size=b,
                                   epochs=int(cfg.epochs or 0), batching=cfg.batching,
                                   accountant=cfg.accountant, clip=clip, schedule=cfg.schedule,
-                                  validation_query=validation_query)
+                                  validation_query=validation_query, initial_releases=initial_releases)
         return cls.constant(float(cfg.noise_multiplier), dataset_size=dataset_size, batch_size=b,
                             batching=cfg.batching, delta=delta, accountant=cfg.accountant, clip=clip,
-                            target=cfg.epsilon, validation_query=validation_query)
+                            target=cfg.epsilon, validation_query=validation_query,
+                            initial_releases=initial_releases)
 
     # ------------------------------------------------------------------ questions
     @property
@@ -247,7 +273,7 @@ class PrivacyBudget:
         """The plan's cumulative epsilon after ``epoch`` when the projected ledger follows the
         plan exactly (same noise so far; saves an accountant call)."""
         plan = self.plan
-        if plan is None or not plan.cumulative_epsilon:
+        if plan is None or not plan.cumulative_epsilon or not self.plan_has_initial:
             return None
         if tuple(projected.epoch_sigmas()) != tuple(plan.noise_multipliers[: epoch + 1]):
             return None

@@ -7,6 +7,10 @@
   2017), 60000 train / 10000 test, read from ``data_dir`` or ``$DPAUDIT_DATA``. Accepted
   layouts: ``D/train-images-idx3-ubyte.gz``, ``D/<name>/...``, ``D/<name>/raw/...`` and the
   torchvision layout ``D/MNIST/raw/...`` / ``D/FashionMNIST/raw/...``. Nothing is downloaded.
+* ``cifar10``: the official python batches (Krizhevsky 2009), 50000 train / 10000 test colour
+  images (3, 32, 32), read by :mod:`dpaudit.training.cifar` without unpickling arbitrary
+  objects, from ``data_dir`` or ``$DPAUDIT_DATA`` (torchvision layout
+  ``D/cifar-10-batches-py/``, or that folder itself, or ``D/cifar-10/cifar-10-batches-py/``).
 
 The members / held-out split of the training set is made by the trainer (seeded, recorded in
 the model's metadata), not here.
@@ -26,7 +30,7 @@ import numpy as np
 
 from dpaudit.errors import InvalidParameterError
 
-DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10")
 
 #: The digits test split size and the seed of its fixed permutation.
 DIGITS_TEST_SIZE = 360
@@ -51,6 +55,9 @@ class Dataset:
         y_train, y_test: int64 class labels, shape (N,).
         num_classes: number of classes.
         input_shape: (C, H, W).
+        features: ``None`` for pixels; for a fixed feature map of the images (e.g.
+            :mod:`dpaudit.training.features`), its description (kind and parameters), which
+            the model's metadata records.
     """
 
     name: str
@@ -60,6 +67,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int
     input_shape: tuple[int, int, int]
+    features: dict | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -75,7 +83,7 @@ class Dataset:
 
 def _dataset_key(name: str) -> str:
     key = name.lower().replace("_", "-")
-    key = "fashion-mnist" if key == "fashion" else key
+    key = {"fashion": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
         raise InvalidParameterError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     return key
@@ -83,18 +91,53 @@ def _dataset_key(name: str) -> str:
 
 def load_dataset(name: str = "digits", data_dir: str | None = None) -> Dataset:
     """Load ``digits`` (bundled), ``mnist`` or ``fashion-mnist`` (IDX files in ``data_dir``
-    or ``$DPAUDIT_DATA``)."""
+    or ``$DPAUDIT_DATA``) or ``cifar10`` (python batches, same places)."""
     key = _dataset_key(name)
     if key == "digits":
         return _load_digits()
+    if key == "cifar10":
+        return _load_cifar10(data_dir)
     return _load_idx_dataset(key, data_dir)
 
 
 def check_dataset(name: str, data_dir: str | None = None) -> None:
     """Refuse, without reading them, an unknown data set or one whose files are not there."""
     key = _dataset_key(name)
-    if key != "digits":
+    if key == "cifar10":
+        from dpaudit.training.cifar import find_cifar_dir
+
+        find_cifar_dir(data_dir)
+    elif key != "digits":
         find_idx_dir(key, data_dir)
+
+
+def dataset_files(name: str, data_dir: str | None = None) -> list[Path]:
+    """The files a data set is read from (empty for the bundled ``digits``), e.g. to key a
+    cache on their contents."""
+    key = _dataset_key(name)
+    if key == "digits":
+        return []
+    if key == "cifar10":
+        from dpaudit.training.cifar import cifar_files
+
+        return cifar_files(data_dir)
+    folder = find_idx_dir(key, data_dir)
+    return [folder / f for f in _IDX_FILES.values()]
+
+
+def _load_cifar10(data_dir: str | None) -> Dataset:
+    from dpaudit.training.cifar import SHAPE, load_cifar10
+
+    x_train, y_train, x_test, y_test = load_cifar10(data_dir)
+    return Dataset(
+        name="cifar10",
+        x_train=x_train.astype(np.float32) / np.float32(255.0),
+        y_train=y_train,
+        x_test=x_test.astype(np.float32) / np.float32(255.0),
+        y_test=y_test,
+        num_classes=10,
+        input_shape=SHAPE,
+    )
 
 
 def _load_digits() -> Dataset:

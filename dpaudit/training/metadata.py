@@ -8,7 +8,10 @@ re-accounted; 0 when the budget stopped the run before its first epoch; null wit
 ``stopped_early``, ``arch``, ``arch_kwargs``, ``input_shape``, ``num_classes``, ``dataset``,
 ``data_dir``, ``split``, ``config`` (the resolved configuration: re-running it repeats the
 run), ``plan``, ``history``, ``screening``, ``levers``, ``test_accuracy_raw``, ``notes``,
-``device``, ``threads``, ``train_seconds``, ``library_version``, ``torch_version``.
+``device``, ``threads``, ``train_seconds``, ``library_version``, ``torch_version``,
+``features`` (the fixed feature map the model's inputs are, e.g. ScatterNet; null for pixels)
+and ``input_statistics`` (privately computed normalisation statistics: noise multiplier,
+bounds, releases; null without).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class RunRecord:
     validation_examples: int | None = None
     screening: dict[str, Any] | None = None
     ema_used: bool = False
+    features: dict[str, Any] | None = None
+    input_statistics: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
     threads: int = 1
@@ -81,6 +86,10 @@ def _levers(r: RunRecord) -> dict[str, Any]:
         "activation": r.arch_kwargs.get("activation"),
         "augment": c.augmentation(),
         "augment_multiplicity": c.augment_multiplicity,
+        "features": (r.features or {}).get("kind"),
+        "input_norm": r.arch_kwargs.get("input_norm"),
+        "groupnorm": r.arch_kwargs.get("groupnorm"),
+        "weight_std": r.arch_kwargs.get("weight_std"),
     }
 
 
@@ -120,6 +129,9 @@ def build_metadata(r: RunRecord) -> dict[str, Any]:
         "train_seconds": r.seconds,
         "library_version": __version__,
         "torch_version": torch.__version__,
+        "features": r.features,
+        "input_statistics": ({k: v for k, v in r.input_statistics.items() if k != "notes"}
+                             if r.input_statistics else None),
     }
     out = to_jsonable(meta)
     json.dumps(out, allow_nan=False)  # must be JSON-able

@@ -5,11 +5,14 @@
 1. configuration -- :func:`~dpaudit.training.config.resolve_config` (defaults, value and
    budget rules; torch-free);
 2. runtime -- threads and device (:mod:`dpaudit.runtime`);
-3. data and split -- :mod:`dpaudit.training.data`, :mod:`dpaudit.training.split`;
+3. data and split -- :mod:`dpaudit.training.data`, :mod:`dpaudit.training.split`; fixed
+   features of the images if asked (:mod:`dpaudit.training.features`);
 4. model -- :mod:`dpaudit.training.models` (or the caller's module);
 5. budget -- :class:`~dpaudit.training.budget.PrivacyBudget`: noise per epoch from a saved
    plan, a plan solved from the target epsilon, or a constant sigma; before every epoch the
    ledger *with that epoch added* is accounted and the run stops rather than exceed the target;
+   private input statistics (:mod:`dpaudit.training.datanorm`) are charged before the first
+   step;
 6. the step loop -- :class:`~dpaudit.training.loop.StepLoop` (sampler, clipping, noise,
    screening, EMA);
 7. evaluation -- a bounded held-out subset per epoch, the test split at the end
@@ -37,6 +40,7 @@ from dpaudit.training.config import (  # noqa: F401  (re-exported: the historica
     DATASET_DEFAULTS,
     DEFAULT_DELTA,
     DEFAULT_EPSILON,
+    DEFAULT_NORM_SIGMA,
     NONPRIVATE_DEFAULTS,
     SCHEDULES,
     TrainConfig,
@@ -44,10 +48,11 @@ from dpaudit.training.config import (  # noqa: F401  (re-exported: the historica
     resolve_config,
 )
 from dpaudit.training.data import Dataset, load_dataset
+from dpaudit.training.datanorm import ledger_release
 from dpaudit.training.evaluation import Validator, accuracy_on_test_split, evaluate  # noqa: F401
 from dpaudit.training.loop import Callback, StepLoop, TrainState
 from dpaudit.training.metadata import RunRecord, build_metadata
-from dpaudit.training.models import build_model, resolve_arch_kwargs
+from dpaudit.training.models import DataStandardize, build_model, resolve_arch_kwargs
 from dpaudit.training.sampling import make_sampler
 from dpaudit.training.screening import Screener
 from dpaudit.training.split import Split, member_split  # noqa: F401
@@ -96,6 +101,7 @@ def train(
     threads = configure_threads(cfg.threads)
     device = resolve_device(cfg.device)
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir)
+    data = _with_features(cfg, data, device, from_files=dataset is None)
     split = Split.make(len(data.y_train), seed=cfg.seed, fraction=cfg.member_fraction, members=members)
     notes = _split_notes(config, cfg, split)
     _check_members(cfg, split.size)
@@ -104,11 +110,15 @@ def train(
     net, arch, arch_kwargs = _build_network(cfg, data, model, device)
     scr_cfg = cfg.screening_config()
     budget = None
+    norm_layers = [m for m in net.modules() if isinstance(m, DataStandardize)]
     if not cfg.no_privacy:
         query = None if scr_cfg is None else (scr_cfg.sample_rate(split.size), scr_cfg.noise_multiplier)
-        budget = PrivacyBudget.from_config(cfg, dataset_size=split.size, plan=plan, validation_query=query)
+        initial = (ledger_release(float(cfg.norm_sigma or DEFAULT_NORM_SIGMA)),) if norm_layers else ()
+        budget = PrivacyBudget.from_config(cfg, dataset_size=split.size, plan=plan, validation_query=query,
+                                           initial_releases=initial)
         if budget.needs_validation and split.nonmembers.size == 0:
             raise InvalidParameterError("the validation schedule needs held-out data: member fraction < 1")
+    input_stats = _fit_input_statistics(cfg, norm_layers, data, split, device, budget)
 
     loop, run_notes = _make_loop(cfg, net, data, split, device, budget, loss_fn, callbacks)
     validator = None
@@ -127,7 +137,9 @@ def train(
         screening=({**scr_cfg.to_dict(), **loop.screener.stats()}
                    if scr_cfg is not None and loop.screener is not None else None),
         ema_used=loop.ema is not None,
-        notes=notes + run_notes + (budget.notes if budget is not None else []),
+        features=data.features, input_statistics=input_stats,
+        notes=notes + run_notes + (input_stats or {}).get("notes", [])
+        + (budget.notes if budget is not None else []),
         device=str(device), threads=threads, seconds=time.perf_counter() - t_start,
     )
     return TrainResult(model=net, metadata=build_metadata(record), history=history)
@@ -138,6 +150,52 @@ def _split_notes(given: TrainConfig, cfg: TrainConfig, split: Split) -> list[str
     if split.kind == "seeded" and cfg.member_fraction != given.member_fraction:
         return ["validation schedule: held out 10% of the train split for validation"]
     return []
+
+
+def _with_features(cfg: TrainConfig, data: Dataset, device: torch.device, from_files: bool = False) -> Dataset:
+    """``data`` with its images replaced by the configured fixed features (cached; keyed on
+    the data files when the trainer read them itself, else on the arrays)."""
+    if cfg.features == "none" or data.features is not None:
+        return data
+    from dpaudit.training.features import scatternet_dataset
+
+    return scatternet_dataset(data, cfg.data_dir, cache_dir=cfg.feature_cache, device=str(device),
+                              from_files=from_files)
+
+
+def _fit_input_statistics(
+    cfg: TrainConfig, layers: list[DataStandardize], data: Dataset, split: Split,
+    device: torch.device, budget: PrivacyBudget | None,
+) -> dict[str, Any] | None:
+    """Fill the model's data-normalisation layers with the members' per-channel statistics:
+    privately (charged: the budget's ledger already holds the release) or, without privacy,
+    exactly. Refuses, before releasing anything, a budget that cannot also pay for one epoch."""
+    if not layers:
+        return None
+    from dpaudit.training.datanorm import exact_channel_stats, private_channel_stats
+
+    if budget is None:
+        mean, var = exact_channel_stats(data.x_train, rows=split.members)
+        info: dict[str, Any] = {"private": False, "members": split.size}
+    else:
+        if not budget.may_run_epoch(0, budget.sigma_for_epoch(0)):
+            raise InvalidParameterError(
+                "the budget does not cover the private normalisation statistics and one epoch of "
+                "training; raise the target epsilon or the normalisation noise multiplier")
+        gen = torch.Generator(device=device)
+        gen.manual_seed(cfg.seed + 4 if cfg.reproducible else int.from_bytes(os.urandom(8), "little") >> 1)
+        assert cfg.norm_clip is not None and cfg.norm_sigma is not None  # resolved
+        c_m, c_s = cfg.norm_clip
+        mean, var = private_channel_stats(data.x_train, rows=split.members, noise_multiplier=cfg.norm_sigma,
+                                          clip_mean=c_m, clip_sq=c_s, generator=gen)
+        info = {"private": True, "members": split.size, "noise_multiplier": cfg.norm_sigma,
+                "clip": [c_m, c_s], "releases": 2, "sample_rate": 1.0,
+                "notes": [f"data normalisation: per-channel mean and mean square of the {split.size} "
+                          f"members released with sigma_norm = {cfg.norm_sigma:g}, C_m = {c_m:g}, "
+                          f"C_s = {c_s:g}; charged in the ledger (2 releases, q = 1)"]}
+    for layer in layers:
+        layer.set_statistics(mean.to(layer.mean.device), var.to(layer.var.device))
+    return info
 
 
 def _check_members(cfg: TrainConfig, n: int) -> None:
