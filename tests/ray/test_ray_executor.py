@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _lira(target, digits, executor):
     from dpaudit.attacks.lira import lira
+    from dpaudit.attacks.shadows import shadow_recipe
 
     meta = target.metadata
-    return lira(target.model, meta["config"], np.asarray(meta["split"]["member_indices"]),
+    return lira(target.model, shadow_recipe(meta), np.asarray(meta["split"]["member_indices"]),
                 np.asarray(meta["split"]["nonmember_indices"]), n_shadows=4, seed=0,
                 executor=executor, dataset=digits)
 
@@ -67,8 +68,9 @@ def test_canary_audit_on_ray_equals_inline(ray_runtime):
     np.testing.assert_array_equal(s_ray[0], s_inline[0])
     np.testing.assert_array_equal(s_ray[1], s_inline[1])
     d_ray, d_inline = r_ray.checks[0].details, r_inline.checks[0].details
-    assert d_ray["epsilon_lower_cp"] == d_inline["epsilon_lower_cp"]
-    assert d_ray["gdp"] == d_inline["gdp"]
+    assert d_ray["epsilon_lower_bound"] == d_inline["epsilon_lower_bound"]
+    assert d_ray["cp_bonferroni"] == d_inline["cp_bonferroni"]
+    assert d_ray["gdp_estimate"] == d_inline["gdp_estimate"]
 
 
 def test_results_and_own_errors_through_futures(ray_runtime):
