@@ -87,6 +87,7 @@ def main() -> None:
     import numpy as np
 
     from dpaudit.attacks.lira import lira
+    from dpaudit.attacks.shadows import shadow_recipe
     from dpaudit.executors import make_executor
     from dpaudit.runtime import available_cpus
     from dpaudit.training import TrainConfig, load_dataset, train
@@ -96,7 +97,7 @@ def main() -> None:
     meta = target.metadata
     mem = np.asarray(meta["split"]["member_indices"])
     non = np.asarray(meta["split"]["nonmember_indices"])
-    config = meta["config"]
+    recipe = shadow_recipe(meta)  # shadows matched to the target (issue 16)
     pool_test = len(non) == 0
     if pool_test:  # trained on the whole train split: the test split holds the non-members
         non = np.arange(len(digits.y_train), len(digits.y_train) + len(digits.y_test))
@@ -105,7 +106,7 @@ def main() -> None:
         """(wall, CPU of all processes, CPU critical path) of one LiRA, and its scores."""
         timed = TimedExecutor(ex)
         w0, c0 = time.perf_counter(), time.process_time()
-        res = lira(target.model, config, mem, non, n_shadows=a.shadow_models, seed=0,
+        res = lira(target.model, recipe, mem, non, n_shadows=a.shadow_models, seed=0,
                    executor=timed, dataset=digits, pool_test=pool_test)
         wall, driver = time.perf_counter() - w0, time.process_time() - c0
         return (wall, driver + timed.cpu, driver + max(timed.per_worker.values())), res

@@ -294,6 +294,8 @@ def shadow_train_config(task: ShadowTask, folder: str) -> Any:
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in task.config.items() if k in fields})
     cfg = dataclasses.replace(cfg, device=task.device)
+    if task.plan is not None and int(task.plan.get("dataset_size") or 0) != len(task.members):
+        return _rescaled_plan_config(cfg, task.plan, len(task.members))
     if task.plan is not None:
         from dpaudit.allocation import Plan
 
@@ -301,6 +303,21 @@ def shadow_train_config(task: ShadowTask, folder: str) -> Any:
         Plan.from_dict(task.plan).save(path)
         cfg = dataclasses.replace(cfg, plan_path=str(path), epochs=None, batch_size=None, delta=None)
     return cfg
+
+
+def _rescaled_plan_config(cfg: Any, plan: dict, n: int) -> Any:
+    """A shadow of ``n`` points (not the target's N, e.g. when the population holds fewer than
+    2N candidates) repeats the target's *mechanism*: the batch size scaled to keep the
+    sampling rate q = B/N, hence the steps per epoch, and the same noise -- the constant
+    sigma itself, or a varying schedule re-solved for the same target epsilon (which, at the
+    same q, epochs and schedule, gives the same sigmas up to the solver's tolerance)."""
+    sigmas = [float(v) for v in plan["noise_multipliers"]]
+    b = max(1, round(float(plan["batch_size"]) * n / float(plan["dataset_size"])))
+    common = {"batch_size": b, "epochs": len(sigmas), "delta": float(plan["delta"]), "plan_path": None}
+    if max(sigmas) - min(sigmas) <= 1e-12 * max(sigmas):
+        return dataclasses.replace(cfg, noise_multiplier=sigmas[0], epsilon=None, **common)
+    return dataclasses.replace(cfg, epsilon=float(plan.get("target_epsilon") or plan["epsilon"]),
+                               schedule=str(plan["schedule"]), noise_multiplier=None, **common)
 
 
 def train_shadow(task: ShadowTask, dataset: Any = None) -> np.ndarray:
@@ -444,7 +461,8 @@ def train_shadows(
         notes.append(f"every shadow trained on {recipe.train_size} points, as the target")
     else:
         notes.append(f"shadows trained on {int(sizes.min())}-{int(sizes.max())} points (target: "
-                     f"{recipe.train_size}); {population.size - n_mem} non-members for {n_mem} members")
+                     f"{recipe.train_size}); {population.size - n_mem} non-members for {n_mem} members"
+                     + ("; batch size scaled to keep the target's sampling rate, same noise" if recipe.plan else ""))
     if len(augs) > 1:
         notes.append(f"{len(augs)} queries per example (identity, one-pixel shifts"
                      f"{', flips' if any(a[0] for a in augs) else ''})")
