@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -336,10 +336,12 @@ def run_shadows(
     workers: int | None = None,
     progress: bool = False,
     dataset: Any = None,
+    on_result: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Run the tasks through ``executor`` (default :func:`default_executor`); returns the
     (K, A, P) array of ``phi`` in task order. With ``progress``, a tqdm bar on stderr shows
-    shadows done, elapsed and remaining time. ``dataset`` (the data the tasks' indices refer
+    shadows done, elapsed and remaining time. ``on_result(i, phi)`` is called in this process
+    as each task finishes (e.g. to save partial results of a long run). ``dataset`` (the data the tasks' indices refer
     to) goes to executors that share objects (:func:`dpaudit.executors.shares_objects`:
     in-process, Ray's object store) once for all tasks; process pools' workers load it
     themselves."""
@@ -356,6 +358,8 @@ def run_shadows(
         futures = {ex.submit(train_shadow, t, *data): i for i, t in enumerate(tasks)}
         for fut in cf.as_completed(futures):
             out[futures[fut]] = fut.result()
+            if on_result is not None:
+                on_result(futures[fut], out[futures[fut]])
             if bar is not None:
                 bar.update(1)
     finally:
@@ -364,6 +368,27 @@ def run_shadows(
         if own:
             ex.shutdown(wait=True, cancel_futures=True)
     return np.stack(out)
+
+
+def _prefix_reporter(checkpoint: Callable[[ShadowSet], None], in_mask: np.ndarray,
+                     make: Callable[[np.ndarray, int], ShadowSet]) -> Callable[[int, np.ndarray], None]:
+    """An ``on_result`` for :func:`run_shadows` that calls ``checkpoint`` with the finished
+    prefix (``make(phi, k)``) whenever it grows to an even length below the total."""
+    done: dict[int, np.ndarray] = {}
+    state = {"prefix": 0, "reported": 0}
+
+    def on_result(i: int, phi: np.ndarray) -> None:
+        done[i] = phi
+        k = state["prefix"]
+        while k in done:
+            k += 1
+        state["prefix"] = k
+        even = k - k % 2
+        if state["reported"] < even < in_mask.shape[0]:
+            state["reported"] = even
+            checkpoint(make(np.stack([done[j] for j in range(even)]), even))
+
+    return on_result
 
 
 @dataclass(frozen=True)
@@ -409,6 +434,7 @@ def train_shadows(
     dataset: Any = None,
     pool_test: bool = False,
     augment_queries: bool = True,
+    checkpoint: Callable[[ShadowSet], None] | None = None,
 ) -> ShadowSet:
     """Train ``n_shadows`` shadows with ``recipe`` on the population of the target's
     candidates (:func:`choose_population`, :func:`shadow_assignment`) and score it.
@@ -419,7 +445,10 @@ def train_shadows(
     by in-process shadows). ``pool_test``: indices refer to :func:`pooled` data (train split,
     then test split), for targets trained on their whole train split whose non-members are
     test images. ``workers=None`` with no ``executor``: in-process below
-    :data:`POOL_MIN_TRAIN` train images, else :func:`dpaudit.runtime.default_workers`."""
+    :data:`POOL_MIN_TRAIN` train images, else :func:`dpaudit.runtime.default_workers`.
+    ``checkpoint(shadows)``: called with the first k shadows (:meth:`ShadowSet.first`) each
+    time the finished prefix grows to an even k < ``n_shadows`` -- a long run keeps what it
+    has if it is interrupted."""
     if int(n_shadows) < 2:
         raise InvalidParameterError("LiRA needs at least 2 shadow models")
     rng = np.random.default_rng(seed)
@@ -437,9 +466,13 @@ def train_shadows(
              for k in range(int(n_shadows))]
     if executor is None and workers is None and len(ds.y_train) < POOL_MIN_TRAIN:
         workers = 1  # small data: spawning workers costs more than the shadows (measured)
-    phi = run_shadows(tasks, executor, workers=workers, progress=progress, dataset=ds)
-    sizes = in_mask.sum(1)
     notes = list(recipe.notes)
+    on_result = None if checkpoint is None else _prefix_reporter(
+        checkpoint, in_mask, lambda phi, k: ShadowSet(population=population, n_members=n_mem, in_mask=in_mask[:k],
+                                                      phi=phi, augmentations=augs, recipe=recipe,
+                                                      notes=tuple(notes)))
+    phi = run_shadows(tasks, executor, workers=workers, progress=progress, dataset=ds, on_result=on_result)
+    sizes = in_mask.sum(1)
     if sizes.min() == sizes.max() == recipe.train_size:
         notes.append(f"every shadow trained on {recipe.train_size} points, as the target")
     else:

@@ -127,7 +127,12 @@ def test_shadow_set_first_keeps_balance(overfit_model, digits, small_split):
 
     r = shadow_recipe(overfit_model.metadata)
     r = dataclasses.replace(r, config={**r.config, "epochs": 5})
-    sh = train_shadows(r, small_split[0], small_split[1], 4, executor=InlineExecutor(), dataset=digits)
+    saved = []
+    sh = train_shadows(r, small_split[0], small_split[1], 4, executor=InlineExecutor(), dataset=digits,
+                       checkpoint=saved.append)
+    # the finished prefix was handed out at k = 2 (k = 4 is the result itself), equal to the final set's
+    assert [s.n_shadows for s in saved] == [2]
+    assert np.array_equal(saved[0].phi, sh.phi[:2]) and np.array_equal(saved[0].in_mask, sh.in_mask[:2])
     assert sh.population.size == 120 and np.all(sh.in_mask.sum(1) == 60)  # the target's N
     assert any("as the target" in n for n in sh.notes)
     two = sh.first(2)
