@@ -9,7 +9,8 @@ half of the shadows and OUT for the rest.
 
 * :func:`shadow_recipe` reads the recipe from the model's metadata: the architecture with its
   resolved options, epochs, batch size and batching, learning rate, momentum, lr schedule, EMA,
-  clipping norm, screening, and the *recorded* noise -- the target's own plan (its sigma per
+  clipping norm, screening, training augmentation and its multiplicity, fixed features and
+  private input statistics, and the *recorded* noise -- the target's own plan (its sigma per
   epoch, replayed verbatim) or its constant noise multiplier; never a new plan solved for
   another training-set size (a larger N would plan a smaller sigma, a smaller N a larger one).
   Evaluation inside shadow training is switched off (shadows are scored by their caller).
@@ -54,7 +55,7 @@ Augmentation = tuple[bool, int, int]
 _SHIFTS: tuple[Augmentation, ...] = ((False, 0, 0), (False, 1, 0), (False, -1, 0), (False, 0, 1), (False, 0, -1))
 #: Query augmentations per data set: one-pixel shifts for 28x28 handwriting (no flips: a
 #: flipped digit is another symbol), shifts and flips for Fashion-MNIST (garments are
-#: mirror-symmetric). None for the 8x8 digits: a one-pixel shift moves a third of the stroke
+#: mirror-symmetric; likewise CIFAR-10). None for the 8x8 digits: a one-pixel shift moves a third of the stroke
 #: width and the shifted queries carried no membership signal (online AUC 0.51 per shifted
 #: query vs 0.595 for the image itself, 64 shadows, default non-private digits model), so
 #: averaging them in only diluted the score.
@@ -62,6 +63,7 @@ QUERY_AUGMENTATIONS: dict[str, tuple[Augmentation, ...]] = {
     "digits": ((False, 0, 0),),
     "mnist": _SHIFTS,
     "fashion-mnist": _SHIFTS + tuple((True, dy, dx) for _, dy, dx in _SHIFTS),
+    "cifar10": _SHIFTS + tuple((True, dy, dx) for _, dy, dx in _SHIFTS),
 }
 
 
@@ -107,7 +109,8 @@ class ShadowRecipe:
 _RECIPE_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "batching", "clip", "lr", "momentum",
                   "lr_schedule", "ema_decay", "delta", "accountant", "screening", "screen_clip",
                   "screen_sigma", "screen_batch_size", "screen_beta", "sa_k", "sa_max_rejects",
-                  "reproducible", "no_privacy", "seed")
+                  "reproducible", "no_privacy", "seed", "augment", "augment_multiplicity", "features",
+                  "norm_sigma", "norm_clip")
 
 
 def shadow_recipe(metadata: dict, *, data_dir: str | None = None) -> ShadowRecipe:

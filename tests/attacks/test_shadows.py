@@ -71,6 +71,24 @@ def test_recipe_from_recorded_sigma_when_no_plan(dp_model):
     assert r.config["noise_multiplier"] == 1.5 and r.config["epsilon"] == 2.0
 
 
+def test_recipe_covers_every_training_field(overfit_model):
+    """Every TrainConfig field is either taken from the target or set on purpose, so a field
+    added to the trainer later (e.g. an augmentation) cannot silently differ in the shadows."""
+    import dataclasses
+
+    from dpaudit.training import TrainConfig
+
+    meta = copy.deepcopy(overfit_model.metadata)
+    meta["config"].update(augment="shift", augment_multiplicity=2, features="none", norm_clip=[1.0, 2.0])
+    r = shadow_recipe(meta)
+    assert r.config["augment"] == "shift" and r.config["augment_multiplicity"] == 2
+    assert r.config["norm_clip"] == [1.0, 2.0]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    # the caller's device, evaluation size (evaluation is off), a cache path: not the recipe
+    assert fields - set(r.config) == {"device", "eval_size", "feature_cache"}
+    assert query_augmentations("cifar10")[5] == (True, 0, 0)
+
+
 def test_recipe_refusals(overfit_model):
     meta = copy.deepcopy(overfit_model.metadata)
     meta["arch"] = "custom"
@@ -130,12 +148,29 @@ def test_shadow_set_first_keeps_balance(overfit_model, digits, small_split):
     saved = []
     sh = train_shadows(r, small_split[0], small_split[1], 4, executor=InlineExecutor(), dataset=digits,
                        checkpoint=saved.append)
-    # the finished prefix was handed out at k = 2 (k = 4 is the result itself), equal to the final set's
-    assert [s.n_shadows for s in saved] == [2]
-    assert np.array_equal(saved[0].phi, sh.phi[:2]) and np.array_equal(saved[0].in_mask, sh.in_mask[:2])
+    # any finished prefix handed out (k = 2 at most: k = 4 is the result) is the final set's prefix
+    assert [s.n_shadows for s in saved] in ([], [2])
+    for part in saved:
+        assert np.array_equal(part.phi, sh.phi[:2]) and np.array_equal(part.in_mask, sh.in_mask[:2])
     assert sh.population.size == 120 and np.all(sh.in_mask.sum(1) == 60)  # the target's N
     assert any("as the target" in n for n in sh.notes)
     two = sh.first(2)
     assert np.all(two.in_mask.sum(0) == 1)
     res = lira_from_shadows(overfit_model.model, two, dataset=digits)
     assert res.n_shadows == 2 and res.online_members.shape == (60,)
+
+
+def test_checkpoint_hands_out_even_prefixes_in_any_completion_order():
+    from dpaudit.attacks.shadows import _prefix_reporter
+
+    def run(order, total=6):
+        got = []
+        rep = _prefix_reporter(got.append, np.zeros((total, 3), bool), lambda phi, k: (k, phi[:, 0].tolist()))
+        for i in order:
+            rep(i, np.array([float(i)]))
+        return got
+
+    assert run([1, 0, 3, 2, 5, 4]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]
+    assert run([0, 1, 2, 3, 4, 5]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]  # not at 6: the result
+    assert run([0, 2, 1, 4, 3, 5]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]  # 0 -> 3: even part 2
+    assert run([5, 4, 3, 2, 1, 0]) == []
