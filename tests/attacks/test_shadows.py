@@ -121,6 +121,13 @@ def test_augment_shifts_and_flips():
     assert len(query_augmentations("mnist")) == 5 and not any(a[0] for a in query_augmentations("mnist"))
     assert any(a[0] for a in query_augmentations("fashion-mnist"))
     assert query_augmentations("mnist", enabled=False) == ((False, 0, 0),)
+    # auto: the queries follow the target's training augmentation
+    assert query_augmentations("mnist", None, None) == ((False, 0, 0),)
+    assert query_augmentations("fashion-mnist", None, "none") == ((False, 0, 0),)
+    assert query_augmentations("mnist", None, "shift") == query_augmentations("mnist")
+    shifted = query_augmentations("fashion-mnist", None, "shift")
+    assert len(shifted) == 5 and not any(a[0] for a in shifted)
+    assert query_augmentations("cifar10", None, "flip-crop") == query_augmentations("cifar10")
 
 
 def test_augmented_score_is_mean_of_per_query_scores():
