@@ -499,6 +499,9 @@ def train_shadows(
     else:
         notes.append(f"shadows trained on {int(sizes.min())}-{int(sizes.max())} points (target: "
                      f"{recipe.train_size}); {population.size - n_mem} non-members for {n_mem} members")
+    if len(augs) == 1 and augment_queries is None and len(query_augmentations(recipe.config.get("dataset"))) > 1:
+        notes.append("queries: the image alone (the target trained without augmentation; shifted "
+                     "queries can be forced)")
     if len(augs) > 1:
         notes.append(f"{len(augs)} queries per example (identity, one-pixel shifts"
                      f"{', flips' if any(a[0] for a in augs) else ''})")

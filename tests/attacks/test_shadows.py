@@ -181,3 +181,21 @@ def test_checkpoint_hands_out_even_prefixes_in_any_completion_order():
     assert run([0, 1, 2, 3, 4, 5]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]  # not at 6: the result
     assert run([0, 2, 1, 4, 3, 5]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]  # 0 -> 3: even part 2
     assert run([5, 4, 3, 2, 1, 0]) == []
+
+
+def test_queries_follow_the_targets_training_augmentation(overfit_model, digits, small_split, monkeypatch):
+    import dataclasses
+
+    from dpaudit.attacks import shadows as sh_mod
+
+    # pretend digits had shifted queries: a target trained without augmentation gets the image alone
+    monkeypatch.setitem(sh_mod.QUERY_AUGMENTATIONS, "digits", sh_mod._SHIFTS)
+    r = shadow_recipe(overfit_model.metadata)
+    r = dataclasses.replace(r, config={**r.config, "epochs": 1})
+    auto = sh_mod.train_shadows(r, small_split[0], small_split[1], 2, executor=sh_mod.InlineExecutor(),
+                                dataset=digits)
+    assert auto.augmentations == ((False, 0, 0),) and auto.phi.shape[1] == 1
+    assert any("the image alone" in n for n in auto.notes)
+    forced = sh_mod.train_shadows(r, small_split[0], small_split[1], 2, executor=sh_mod.InlineExecutor(),
+                                  dataset=digits, augment_queries=True)
+    assert forced.phi.shape[1] == 5 and np.allclose(forced.phi[:, 0], auto.phi[:, 0])
