@@ -138,7 +138,8 @@ def _lira_experiment(paths: list[str], k: int, workers: int, data_dir: str | Non
     recipe = shadow_recipe(first.metadata, data_dir=data_dir)
     t0, c0 = time.perf_counter(), time.process_time()
     shadows = train_shadows(recipe, first.member_idx, first.nonmember_idx, k, workers=workers,
-                            dataset=first.dataset, pool_test=first.nonmembers_in_test, progress=True)
+                            dataset=first.dataset, pool_test=first.nonmembers_in_test, progress=True,
+                            checkpoint=(lambda s: _save_shadows(save, s)) if save else None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     child = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"# {k} shadows of {paths[0]}: {wall:.0f} s wall, {cpu + child.ru_utime + child.ru_stime:.0f} s CPU "
@@ -146,13 +147,23 @@ def _lira_experiment(paths: list[str], k: int, workers: int, data_dir: str | Non
           f"{os.cpu_count()} CPUs (shared machine)")
     print("# " + "; ".join(shadows.notes))
     if save:
-        np.savez_compressed(save, population=shadows.population, in_mask=shadows.in_mask, phi=shadows.phi,
-                            n_members=shadows.n_members, augmentations=np.array(shadows.augmentations))
+        _save_shadows(save, shadows)
     print("| target | shadows | queries | LiRA | AUC | TPR@0.1% FPR | TPR@1% FPR | eps_lb | verdict |")
     print("|---|---|---|---|---|---|---|---|---|")
     for p, t in zip(paths, targets):
         for row in _lira_rows(os.path.basename(p), t, shadows, confidence):
             print(row, flush=True)
+
+
+def _save_shadows(path: str, shadows) -> None:
+    """The shadows' confidences to ``path`` (also called with the finished prefix while they
+    train, so an interrupted run keeps its first shadows)."""
+    from dpaudit.io import atomic_outputs
+
+    with atomic_outputs([path]) as (tmp,):
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, population=shadows.population, in_mask=shadows.in_mask, phi=shadows.phi,
+                                n_members=shadows.n_members, augmentations=np.array(shadows.augmentations))
 
 
 def _load_shadows(path: str, target, data_dir: str | None):

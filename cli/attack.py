@@ -24,9 +24,11 @@ from dpaudit.stats import METHODS
               help="Number of LiRA shadow models (each trained on a random half).")
 @executor_options(default=None, workers_help="Shadow models trained at once (1 = in-process without --executor; "
                                               "default: in-process for digits, min(CPUs, 4) processes for MNIST-sized data).")
-@click.option("--augment/--no-augment", default=True, show_default=True,
+@click.option("--augment/--no-augment", default=None,
               help="LiRA also queries each example shifted by one pixel (and flipped, for "
-                   "Fashion-MNIST); none for the 8x8 digits.")
+                   "Fashion-MNIST, CIFAR-10); none for the 8x8 digits. Default: only when the "
+                   "target trained with an augmentation (its training augmentations are the "
+                   "queries that carry signal).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with the MNIST / Fashion-MNIST files (default: the model's, or $DPAUDIT_DATA).")
 @click.option("--confidence", type=float, default=0.95, show_default=True,

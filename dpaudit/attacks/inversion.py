@@ -22,7 +22,8 @@ values.  Departures, all parameters recorded in the result:
   at most one pixel (transformation robustness, Mordvintsev, Olah, Tyka 2015 "Inceptionism";
   Olah, Mordvintsev, Schubert 2017 "Feature Visualization"), a data-independent prior. Plain
   descent on a CNN finds high-frequency patterns that fool the target but look like nothing
-  (MNIST non-private CNN, 1,000-3,000 steps: 5-7 of 10 classes recognised; with jitter 8);
+  (MNIST non-private CNN, 1,000-3,000 steps: 5-7 of 10 classes recognised; with jitter 8 in a
+  1,500-step exploratory run, 6 with the default stopping rule -- docs/attacks.md, Results);
   the stopping rule and the returned iterate use the cost of the untranslated image.
 
 Metrics that cannot be gamed (how much of the training data the reconstructions reveal):

@@ -180,7 +180,7 @@ def lira(
     global_variance: bool | None = None,
     dataset: Any = None,
     pool_test: bool = False,
-    augment_queries: bool = True,
+    augment_queries: bool | None = None,
 ) -> LiraScores:
     """Train ``n_shadows`` shadows with ``recipe`` (:func:`shadow_recipe` of the target's
     metadata) on random halves of the target's candidates and score them

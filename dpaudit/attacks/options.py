@@ -40,7 +40,9 @@ class AttackOptions:
     LiRA; ``confidence``: of every epsilon bound (overall, after the Bonferroni split);
     ``method``: threshold selection (one of :data:`dpaudit.stats.METHODS`); ``workers``:
     shadow-training processes (<= 1: in this process); ``augment``: LiRA also queries shifted
-    (and, where the data set has them, flipped) copies of each example."""
+    (and, where the data set has them, flipped) copies of each example -- True always, False
+    never, None (default) when the target trained with an augmentation
+    (:func:`dpaudit.attacks.shadows.query_augmentations`)."""
 
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     shadow_models: int = 8
@@ -50,7 +52,7 @@ class AttackOptions:
     workers: int | None = None
     progress: bool = False
     seed: int = 0
-    augment: bool = True
+    augment: bool | None = None
     inversion: InversionConfig = field(default_factory=InversionConfig)
 
     def __post_init__(self) -> None:

@@ -9,7 +9,8 @@ half of the shadows and OUT for the rest.
 
 * :func:`shadow_recipe` reads the recipe from the model's metadata: the architecture with its
   resolved options, epochs, batch size and batching, learning rate, momentum, lr schedule, EMA,
-  clipping norm, screening, and the *recorded* noise -- the target's own plan (its sigma per
+  clipping norm, screening, training augmentation and its multiplicity, fixed features and
+  private input statistics, and the *recorded* noise -- the target's own plan (its sigma per
   epoch, replayed verbatim) or its constant noise multiplier; never a new plan solved for
   another training-set size (a larger N would plan a smaller sigma, a smaller N a larger one).
   Evaluation inside shadow training is switched off (shadows are scored by their caller).
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +55,7 @@ Augmentation = tuple[bool, int, int]
 _SHIFTS: tuple[Augmentation, ...] = ((False, 0, 0), (False, 1, 0), (False, -1, 0), (False, 0, 1), (False, 0, -1))
 #: Query augmentations per data set: one-pixel shifts for 28x28 handwriting (no flips: a
 #: flipped digit is another symbol), shifts and flips for Fashion-MNIST (garments are
-#: mirror-symmetric). None for the 8x8 digits: a one-pixel shift moves a third of the stroke
+#: mirror-symmetric; likewise CIFAR-10). None for the 8x8 digits: a one-pixel shift moves a third of the stroke
 #: width and the shifted queries carried no membership signal (online AUC 0.51 per shifted
 #: query vs 0.595 for the image itself, 64 shadows, default non-private digits model), so
 #: averaging them in only diluted the score.
@@ -62,15 +63,33 @@ QUERY_AUGMENTATIONS: dict[str, tuple[Augmentation, ...]] = {
     "digits": ((False, 0, 0),),
     "mnist": _SHIFTS,
     "fashion-mnist": _SHIFTS + tuple((True, dy, dx) for _, dy, dx in _SHIFTS),
+    "cifar10": _SHIFTS + tuple((True, dy, dx) for _, dy, dx in _SHIFTS),
 }
 
 
-def query_augmentations(dataset: str | None, enabled: bool = True) -> tuple[Augmentation, ...]:
-    """The queries for ``dataset`` (identity only when ``enabled`` is false or the data set
-    has no entry in :data:`QUERY_AUGMENTATIONS`)."""
-    if not enabled or dataset is None:
-        return ((False, 0, 0),)
-    return QUERY_AUGMENTATIONS.get(str(dataset).lower(), ((False, 0, 0),))
+def query_augmentations(dataset: str | None, enabled: bool | None = True,
+                        trained_with: str | None = None) -> tuple[Augmentation, ...]:
+    """The queries for ``dataset`` (identity only when the data set has no entry in
+    :data:`QUERY_AUGMENTATIONS`).
+
+    ``enabled``: True -- the data set's queries; False -- the image alone; None ("auto") --
+    the data set's queries only if the target trained with an augmentation
+    (``trained_with``, its recorded ``augment``: flips only if that augmentation flips),
+    else the image alone. Carlini et al.'s augmented queries are the target's *training*
+    augmentations; on a target trained without any, shifted queries are inputs it never saw
+    in either role and dilute the score (non-private MNIST CNN, 8/16/32 matched shadows:
+    online AUC 0.533/0.535/0.543 with the one-pixel shifts vs 0.547/0.553/0.557 without,
+    docs/attacks.md)."""
+    identity: tuple[Augmentation, ...] = ((False, 0, 0),)
+    if enabled is False or dataset is None:
+        return identity
+    augs = QUERY_AUGMENTATIONS.get(str(dataset).lower(), identity)
+    if enabled is None:
+        if trained_with in (None, "none"):
+            return identity
+        if trained_with == "shift":
+            augs = tuple(a for a in augs if not a[0])
+    return augs
 
 
 def augment(x: np.ndarray, aug: Augmentation) -> np.ndarray:
@@ -107,7 +126,8 @@ class ShadowRecipe:
 _RECIPE_FIELDS = ("dataset", "data_dir", "epochs", "batch_size", "batching", "clip", "lr", "momentum",
                   "lr_schedule", "ema_decay", "delta", "accountant", "screening", "screen_clip",
                   "screen_sigma", "screen_batch_size", "screen_beta", "sa_k", "sa_max_rejects",
-                  "reproducible", "no_privacy", "seed")
+                  "reproducible", "no_privacy", "seed", "augment", "augment_multiplicity", "features",
+                  "norm_sigma", "norm_clip")
 
 
 def shadow_recipe(metadata: dict, *, data_dir: str | None = None) -> ShadowRecipe:
@@ -353,10 +373,12 @@ def run_shadows(
     workers: int | None = None,
     progress: bool = False,
     dataset: Any = None,
+    on_result: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Run the tasks through ``executor`` (default :func:`default_executor`); returns the
     (K, A, P) array of ``phi`` in task order. With ``progress``, a tqdm bar on stderr shows
-    shadows done, elapsed and remaining time. ``dataset`` (the data the tasks' indices refer
+    shadows done, elapsed and remaining time. ``on_result(i, phi)`` is called in this process
+    as each task finishes (e.g. to save partial results of a long run). ``dataset`` (the data the tasks' indices refer
     to) goes to executors that share objects (:func:`dpaudit.executors.shares_objects`:
     in-process, Ray's object store) once for all tasks; process pools' workers load it
     themselves."""
@@ -373,6 +395,8 @@ def run_shadows(
         futures = {ex.submit(train_shadow, t, *data): i for i, t in enumerate(tasks)}
         for fut in cf.as_completed(futures):
             out[futures[fut]] = fut.result()
+            if on_result is not None:
+                on_result(futures[fut], out[futures[fut]])
             if bar is not None:
                 bar.update(1)
     finally:
@@ -381,6 +405,27 @@ def run_shadows(
         if own:
             ex.shutdown(wait=True, cancel_futures=True)
     return np.stack(out)
+
+
+def _prefix_reporter(checkpoint: Callable[[ShadowSet], None], in_mask: np.ndarray,
+                     make: Callable[[np.ndarray, int], ShadowSet]) -> Callable[[int, np.ndarray], None]:
+    """An ``on_result`` for :func:`run_shadows` that calls ``checkpoint`` with the finished
+    prefix (``make(phi, k)``) whenever it grows to an even length below the total."""
+    done: dict[int, np.ndarray] = {}
+    state = {"prefix": 0, "reported": 0}
+
+    def on_result(i: int, phi: np.ndarray) -> None:
+        done[i] = phi
+        k = state["prefix"]
+        while k in done:
+            k += 1
+        state["prefix"] = k
+        even = k - k % 2
+        if state["reported"] < even < in_mask.shape[0]:
+            state["reported"] = even
+            checkpoint(make(np.stack([done[j] for j in range(even)]), even))
+
+    return on_result
 
 
 @dataclass(frozen=True)
@@ -425,7 +470,8 @@ def train_shadows(
     progress: bool = False,
     dataset: Any = None,
     pool_test: bool = False,
-    augment_queries: bool = True,
+    augment_queries: bool | None = None,
+    checkpoint: Callable[[ShadowSet], None] | None = None,
 ) -> ShadowSet:
     """Train ``n_shadows`` shadows with ``recipe`` on the population of the target's
     candidates (:func:`choose_population`, :func:`shadow_assignment`) and score it.
@@ -435,8 +481,12 @@ def train_shadows(
     follow the seed too, so the shadows do not depend on the executor or worker). ``dataset``: the data set already loaded here (reused
     by in-process shadows). ``pool_test``: indices refer to :func:`pooled` data (train split,
     then test split), for targets trained on their whole train split whose non-members are
-    test images. ``workers=None`` with no ``executor``: in-process below
-    :data:`POOL_MIN_TRAIN` train images, else :func:`dpaudit.runtime.default_workers`."""
+    test images. ``augment_queries``: see :func:`query_augmentations` (None: queries follow
+    the target's training augmentation). ``workers=None`` with no ``executor``: in-process below
+    :data:`POOL_MIN_TRAIN` train images, else :func:`dpaudit.runtime.default_workers`.
+    ``checkpoint(shadows)``: called with the first k shadows (:meth:`ShadowSet.first`) each
+    time the finished prefix grows to an even k < ``n_shadows`` -- a long run keeps what it
+    has if it is interrupted."""
     if int(n_shadows) < 2:
         raise InvalidParameterError("LiRA needs at least 2 shadow models")
     rng = np.random.default_rng(seed)
@@ -445,7 +495,7 @@ def train_shadows(
         remember_dataset(recipe.config, dataset)
     ds = dataset_for(recipe.config, pool_test)
     in_mask = shadow_assignment(int(n_shadows), population.size, rng, train_size=recipe.train_size)
-    augs = query_augmentations(recipe.config.get("dataset"), augment_queries)
+    augs = query_augmentations(recipe.config.get("dataset"), augment_queries, recipe.config.get("augment"))
     base = int(recipe.config.get("seed", 0) or 0) + 1000 * (int(seed) + 1)
     tasks = [ShadowTask(index=k, config={**recipe.config, "seed": base + k, "threads": 1,
                                                                   "reproducible": True}, members=population[in_mask[k]],
@@ -454,15 +504,22 @@ def train_shadows(
              for k in range(int(n_shadows))]
     if executor is None and workers is None and len(ds.y_train) < POOL_MIN_TRAIN:
         workers = 1  # small data: spawning workers costs more than the shadows (measured)
-    phi = run_shadows(tasks, executor, workers=workers, progress=progress, dataset=ds)
-    sizes = in_mask.sum(1)
     notes = list(recipe.notes)
+    on_result = None if checkpoint is None else _prefix_reporter(
+        checkpoint, in_mask, lambda phi, k: ShadowSet(population=population, n_members=n_mem, in_mask=in_mask[:k],
+                                                      phi=phi, augmentations=augs, recipe=recipe,
+                                                      notes=tuple(notes)))
+    phi = run_shadows(tasks, executor, workers=workers, progress=progress, dataset=ds, on_result=on_result)
+    sizes = in_mask.sum(1)
     if sizes.min() == sizes.max() == recipe.train_size:
         notes.append(f"every shadow trained on {recipe.train_size} points, as the target")
     else:
         notes.append(f"shadows trained on {int(sizes.min())}-{int(sizes.max())} points (target: "
                      f"{recipe.train_size}); {population.size - n_mem} non-members for {n_mem} members"
                      + ("; batch size scaled to keep the target's sampling rate, same noise" if recipe.plan else ""))
+    if len(augs) == 1 and augment_queries is None and len(query_augmentations(recipe.config.get("dataset"))) > 1:
+        notes.append("queries: the image alone (the target trained without augmentation; shifted "
+                     "queries can be forced)")
     if len(augs) > 1:
         notes.append(f"{len(augs)} queries per example (identity, one-pixel shifts"
                      f"{', flips' if any(a[0] for a in augs) else ''})")

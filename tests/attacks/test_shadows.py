@@ -71,6 +71,24 @@ def test_recipe_from_recorded_sigma_when_no_plan(dp_model):
     assert r.config["noise_multiplier"] == 1.5 and r.config["epsilon"] == 2.0
 
 
+def test_recipe_covers_every_training_field(overfit_model):
+    """Every TrainConfig field is either taken from the target or set on purpose, so a field
+    added to the trainer later (e.g. an augmentation) cannot silently differ in the shadows."""
+    import dataclasses
+
+    from dpaudit.training import TrainConfig
+
+    meta = copy.deepcopy(overfit_model.metadata)
+    meta["config"].update(augment="shift", augment_multiplicity=2, features="none", norm_clip=[1.0, 2.0])
+    r = shadow_recipe(meta)
+    assert r.config["augment"] == "shift" and r.config["augment_multiplicity"] == 2
+    assert r.config["norm_clip"] == [1.0, 2.0]
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    # the caller's device, evaluation size (evaluation is off), a cache path: not the recipe
+    assert fields - set(r.config) == {"device", "eval_size", "feature_cache"}
+    assert query_augmentations("cifar10")[5] == (True, 0, 0)
+
+
 def test_recipe_refusals(overfit_model):
     meta = copy.deepcopy(overfit_model.metadata)
     meta["arch"] = "custom"
@@ -103,6 +121,13 @@ def test_augment_shifts_and_flips():
     assert len(query_augmentations("mnist")) == 5 and not any(a[0] for a in query_augmentations("mnist"))
     assert any(a[0] for a in query_augmentations("fashion-mnist"))
     assert query_augmentations("mnist", enabled=False) == ((False, 0, 0),)
+    # auto: the queries follow the target's training augmentation
+    assert query_augmentations("mnist", None, None) == ((False, 0, 0),)
+    assert query_augmentations("fashion-mnist", None, "none") == ((False, 0, 0),)
+    assert query_augmentations("mnist", None, "shift") == query_augmentations("mnist")
+    shifted = query_augmentations("fashion-mnist", None, "shift")
+    assert len(shifted) == 5 and not any(a[0] for a in shifted)
+    assert query_augmentations("cifar10", None, "flip-crop") == query_augmentations("cifar10")
 
 
 def test_augmented_score_is_mean_of_per_query_scores():
@@ -127,10 +152,50 @@ def test_shadow_set_first_keeps_balance(overfit_model, digits, small_split):
 
     r = shadow_recipe(overfit_model.metadata)
     r = dataclasses.replace(r, config={**r.config, "epochs": 5})
-    sh = train_shadows(r, small_split[0], small_split[1], 4, executor=InlineExecutor(), dataset=digits)
+    saved = []
+    sh = train_shadows(r, small_split[0], small_split[1], 4, executor=InlineExecutor(), dataset=digits,
+                       checkpoint=saved.append)
+    # any finished prefix handed out (k = 2 at most: k = 4 is the result) is the final set's prefix
+    assert [s.n_shadows for s in saved] in ([], [2])
+    for part in saved:
+        assert np.array_equal(part.phi, sh.phi[:2]) and np.array_equal(part.in_mask, sh.in_mask[:2])
     assert sh.population.size == 120 and np.all(sh.in_mask.sum(1) == 60)  # the target's N
     assert any("as the target" in n for n in sh.notes)
     two = sh.first(2)
     assert np.all(two.in_mask.sum(0) == 1)
     res = lira_from_shadows(overfit_model.model, two, dataset=digits)
     assert res.n_shadows == 2 and res.online_members.shape == (60,)
+
+
+def test_checkpoint_hands_out_even_prefixes_in_any_completion_order():
+    from dpaudit.attacks.shadows import _prefix_reporter
+
+    def run(order, total=6):
+        got = []
+        rep = _prefix_reporter(got.append, np.zeros((total, 3), bool), lambda phi, k: (k, phi[:, 0].tolist()))
+        for i in order:
+            rep(i, np.array([float(i)]))
+        return got
+
+    assert run([1, 0, 3, 2, 5, 4]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]
+    assert run([0, 1, 2, 3, 4, 5]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]  # not at 6: the result
+    assert run([0, 2, 1, 4, 3, 5]) == [(2, [0.0, 1.0]), (4, [0.0, 1.0, 2.0, 3.0])]  # 0 -> 3: even part 2
+    assert run([5, 4, 3, 2, 1, 0]) == []
+
+
+def test_queries_follow_the_targets_training_augmentation(overfit_model, digits, small_split, monkeypatch):
+    import dataclasses
+
+    from dpaudit.attacks import shadows as sh_mod
+
+    # pretend digits had shifted queries: a target trained without augmentation gets the image alone
+    monkeypatch.setitem(sh_mod.QUERY_AUGMENTATIONS, "digits", sh_mod._SHIFTS)
+    r = shadow_recipe(overfit_model.metadata)
+    r = dataclasses.replace(r, config={**r.config, "epochs": 1})
+    auto = sh_mod.train_shadows(r, small_split[0], small_split[1], 2, executor=sh_mod.InlineExecutor(),
+                                dataset=digits)
+    assert auto.augmentations == ((False, 0, 0),) and auto.phi.shape[1] == 1
+    assert any("the image alone" in n for n in auto.notes)
+    forced = sh_mod.train_shadows(r, small_split[0], small_split[1], 2, executor=sh_mod.InlineExecutor(),
+                                  dataset=digits, augment_queries=True)
+    assert forced.phi.shape[1] == 5 and np.allclose(forced.phi[:, 0], auto.phi[:, 0])

@@ -102,6 +102,35 @@ def test_inversion_json_interface(model_file, capsys):
     inv = d["inversion"]
     assert 0 <= inv["eval_accuracy"] <= 1 and 0 <= inv["baseline_eval_accuracy"] <= 0.1 + 1e-12
     assert len(inv["eval_classifier_confusion"]) == 10
+    # the interface's meaning, from the JSON alone: a class counts only if the independent
+    # classifier reads its label AND the image is not near-constant (contrast >= min_contrast)
+    pc = inv["per_class"]
+    honest = [p == c and s >= inv["min_contrast"] for c, (p, s) in enumerate(zip(pc["predicted"], pc["contrast"]))]
+    assert pc["recognised"] == honest
+    assert inv["eval_accuracy"] == pytest.approx(np.mean(honest))
+    assert inv["raw_eval_accuracy"] == pytest.approx(np.mean([p == c for c, p in enumerate(pc["predicted"])]))
+    # baseline: the blank and the mean image, each offered as every class's reconstruction
+    base = inv["baseline_predictions"]
+    assert set(base) == {"blank", "mean"}
+    assert inv["baseline_eval_accuracy"] == pytest.approx(len(base) / (len(base) * 10))
+
+
+def test_blank_reconstruction_never_counts(model_file, capsys, monkeypatch):
+    """An attack that returns blank images gets eval_accuracy 0 even where the classifier
+    reads the blank as some class (raw accuracy 1/10), through the CLI's JSON."""
+    import dpaudit.attacks.inversion as inv_mod
+
+    def blank(model, labels, input_shape, config, device="cpu"):
+        n = len(labels)
+        return (np.zeros((n, *input_shape), np.float32), np.zeros(n), np.ones(n, np.int64), ["max_iter"] * n)
+
+    monkeypatch.setattr(inv_mod, "mi_face", blank)
+    code, out, err = _run(["attack", model_file[0], "--attack", "inversion", "--json"], capsys)
+    assert code == 0, err
+    inv = json.loads(out)["inversion"]
+    assert inv["raw_eval_accuracy"] == pytest.approx(0.1)  # the blank image is read as one class
+    assert inv["eval_accuracy"] == 0 and inv["recognised_classes"] == 0
+    assert inv["verdict"] == "nothing recognisable"
 
 
 class _Evil:
