@@ -121,6 +121,17 @@ def own_data_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
     return (s + claim.noise_multiplier * claim.clip * _noise(s.numel(), generator)) / claim.expected_batch_size
 
 
+def read_back_step(model, x, y, *, loss_fn, generator, step, claim: Claim):
+    """Correct DP-SGD whose update is read back from float32 weights of order 1 after an SGD
+    step at lr = 0.002, ``(w - (w - lr u)) / lr``: private, with round-off of ~1e-4 C/B
+    (eps_32 |w| / lr) that exact comparisons must tolerate."""
+    lr = 0.002
+    u = correct_step(model, x, y, loss_fn=loss_fn, generator=generator, step=step, claim=claim)
+    g = torch.Generator(device=u.device).manual_seed(11)
+    w = (1.0 + torch.rand(u.shape, generator=g, device=u.device)).to(torch.float32)
+    return (w - (w - lr * u.to(torch.float32))) / lr
+
+
 def make_poisson_sampler(q: float):
     return _PoissonSampler(q)
 
@@ -158,6 +169,7 @@ def adapter(kind: str, claim: Claim, device: str = "cpu") -> StepAdapter:
         "step_seeded_noise": step_seeded_step,
         "own_loss": own_loss_step,
         "own_data": own_data_step,
+        "read_back": read_back_step,
     }
     sampler = _ShuffleSampler(claim.batch_size) if kind == "shuffle_as_poisson" else _PoissonSampler(claim.sample_rate)
     return StepAdapter(claim, steps[kind], sampler=sampler, name=kind, device=device)
