@@ -363,7 +363,7 @@ def markdown(results: dict[str, dict], command: str) -> str:
            "candidate and every validation query, ScatterNet runs with data normalisation for the "
            "private statistics. Wall / CPU: median seconds per run (CPU = process time of the run; "
            "the machine was shared with other jobs, see `load_average` in the JSON). Labels in "
-           "brackets: reduced settings.", ""]
+           "brackets: reduced settings; a dash: not run.", ""]
     eps = sorted({float(r["epsilon"]) for r in rows})
     for d in [x for x in DATASETS if any(r["dataset"] == x for r in rows)]:
         out += [f"#### {d}", "",
@@ -375,15 +375,20 @@ def markdown(results: dict[str, dict], command: str) -> str:
                 "|---|---|---|---|---|---|---|---|---|"] + _recipe_rows(rows, d) + [""]
     if tune:
         out += ["#### Validation runs (10 % of the training set held out; no test data)", "",
-                "| dataset | route | ε | method | seed | overrides | val acc (EMA) | val acc (raw) | wall s |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| dataset | route | ε | method | seed | overrides | val acc (EMA) | val acc (raw) | wall s | CPU s |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in sorted(tune, key=cell_key):
             out.append(f"| {r['dataset']} | {r.get('route', 'e2e')} | {r['epsilon']:g} | {r['method']} | "
                        f"{r['seed']} | {r.get('tag', '')} | {100 * r['val_accuracy']:.2f} | "
-                       f"{100 * (r['val_accuracy_raw'] or math.nan):.2f} | {r['wall_seconds']:.0f} |")
+                       f"{100 * (r['val_accuracy_raw'] or math.nan):.2f} | {r['wall_seconds']:.0f} | "
+                       f"{_cpu(r)} |")
         out.append("")
     out += ["Anchors (published, not re-run here):", ""] + [f"- {a}" for a in ANCHORS] + [""]
     return "\n".join(out)
+
+
+def _cpu(r: dict) -> str:
+    return f"{r['cpu_seconds']:.0f}" if r.get("cpu_seconds") else "-"
 
 
 def _mean_std(sel: list[dict], e: float) -> tuple[float, float]:

@@ -36,7 +36,7 @@ def test_dataset_defaults_include_ema_and_cifar():
 def test_feature_defaults_merge_and_user_values_win():
     c = resolve_config(TrainConfig(dataset="mnist", features="scatternet"))
     assert (c.arch, c.arch_kwargs, c.batch_size, c.lr, c.momentum, c.clip) == (
-        "logreg", {"input_norm": "data"}, 1024, 2.0, 0.9, 0.1)
+        "logreg", {"input_norm": "data"}, 4096, 8.0, 0.9, 0.1)
     assert c.norm_sigma == 8.0 and c.norm_clip == (1.0, 1.0)
     f = resolve_config(TrainConfig(dataset="fashion-mnist", features="scatternet", lr=1.0))
     assert f.arch_kwargs == {"input_norm": "group", "norm_groups": 27} and f.lr == 1.0
