@@ -353,8 +353,11 @@ def train_shadow(task: ShadowTask, dataset: Any = None) -> np.ndarray:
     with tempfile.TemporaryDirectory(prefix="dpaudit-shadow-") as tmp:
         cfg = shadow_train_config(task, tmp)
         res = train(cfg, dataset=ds, members=task.members, progress=False)
+    from dpaudit.training.features import image_model
+
     x, y = ds.x_train[task.population], ds.y_train[task.population]
-    return query_phi(res.model, x, y, task.augmentations, task.device)
+    # a shadow trained on fixed features is queried on images, as the target is
+    return query_phi(image_model(res.model, res.metadata), x, y, task.augmentations, task.device)
 
 
 def default_executor(workers: int | None = None) -> cf.Executor:

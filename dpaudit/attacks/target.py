@@ -148,6 +148,19 @@ def load_npz_split(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray
     return x.astype(np.float32), y.astype(np.int64)
 
 
+def _as_image_model(model: Any, meta: dict, path: Any) -> Any:
+    """A model trained on fixed features (``metadata["features"]``, e.g. ScatterNet) as a
+    model of images: the recorded feature map, then the model -- every attack queries images."""
+    if not meta.get("features"):
+        return model
+    from dpaudit.training.features import image_model
+
+    try:
+        return image_model(model, meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UntrustedFileError(f"{path}: the recorded feature map cannot be rebuilt ({exc})") from None
+
+
 def target_from_model_file(
     path: str | os.PathLike[str], *, data_dir: str | None = None, device: str = "cpu"
 ) -> Target:
@@ -172,9 +185,12 @@ def target_from_model_file(
             raise InvalidParameterError(f"{path}: {what} indices do not fit the {n} {name} train images")
     if mem.size == 0:
         raise InvalidParameterError(f"{path}: the model records no training members")
-    if tuple(meta.get("input_shape") or ds.input_shape) != tuple(ds.input_shape):
+    model = _as_image_model(model, meta, path)
+    feats = meta.get("features") or {}
+    in_shape = feats.get("image_shape") if feats else meta.get("input_shape")
+    if tuple(in_shape or ds.input_shape) != tuple(ds.input_shape):
         raise InvalidParameterError(
-            f"{path}: model input shape {meta.get('input_shape')} != data {ds.input_shape}"
+            f"{path}: model input shape {in_shape} != data {ds.input_shape}"
         )
     notes = []
     test: tuple[np.ndarray, np.ndarray] | None = (ds.x_test, ds.y_test)

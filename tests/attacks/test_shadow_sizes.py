@@ -60,3 +60,26 @@ def test_lira_on_a_model_trained_on_its_whole_train_split(digits):
                augment_queries=False)
     assert out.online_members.size == mem.size and out.online_nonmembers.size == non.size
     assert np.isfinite(out.offline_members).all()
+
+
+def test_a_model_trained_on_scatternet_features_is_attacked_on_images(tmp_path, digits):
+    pytest.importorskip("kymatio")
+    import torch
+
+    from dpaudit.attacks.shadows import ShadowTask, shadow_recipe, train_shadow
+    from dpaudit.attacks.target import target_from_model_file
+    from dpaudit.training import TrainConfig, save_model, train
+
+    res = train(TrainConfig(dataset="digits", features="scatternet", epsilon=2.0, epochs=1, threads=1,
+                            evaluate=False, feature_cache=str(tmp_path / "cache")), dataset=digits, progress=False)
+    path = tmp_path / "sc.pt"
+    save_model(path, res.model, res.metadata)
+    target = target_from_model_file(path)
+    x = torch.as_tensor(digits.x_test[:5])
+    assert target.model(x).shape == (5, digits.num_classes)  # images in, through the feature map
+    r = shadow_recipe(res.metadata)
+    assert r.config["features"] == "scatternet"
+    pop = np.arange(40)
+    phi = train_shadow(ShadowTask(index=0, config={**r.config, "seed": 3, "epochs": 1, "batch_size": 8}, members=pop[:20],
+                                  population=pop, plan=None), digits)
+    assert phi.shape == (1, pop.size) and np.isfinite(phi).all()
