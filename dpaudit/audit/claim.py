@@ -167,7 +167,8 @@ class Claim:
                 epsilon=float(metadata["epsilon"]), delta=float(metadata["delta"]), sample_rate=qs.pop(),
                 noise_multiplier=sigmas.pop(), clip=clips.pop(), steps=int(led["steps"]),
                 batching=str(led["batching"]), dataset_size=int(led["dataset_size"]),
-                expected_batch_size=0.0 if led["batching"] == "balls_in_bins" else float(led["batch_size"]),
+                expected_batch_size=(0.0 if normalize_batching(str(led["batching"])) == "balls_in_bins"
+                                     else float(led["batch_size"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, (InvalidParameterError, OutOfValidityError)):
