@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from cli.common import echo_json, executor_options, open_executor
-from dpaudit.accounting.events import BATCHINGS
+from dpaudit.accounting.events import BATCHING_CHOICES
 from dpaudit.audit.checks import CHECK_GROUPS, CHECKS, DEFAULT_CONFIDENCE
 from dpaudit.audit.loading import BUILTIN_ADAPTERS
 
@@ -64,7 +64,7 @@ def _progress_bars() -> Iterator[Any]:
 @click.option("--noise-multiplier", type=float, default=None, help="Claimed sigma.")
 @click.option("--clip", type=float, default=1.0, show_default=True, help="Claimed clipping norm C.")
 @click.option("--steps", type=int, default=None, help="Claimed number of noisy steps.")
-@click.option("--batching", default="poisson", show_default=True, type=click.Choice(BATCHINGS))
+@click.option("--batching", default="poisson", show_default=True, type=click.Choice(BATCHING_CHOICES))
 @click.option("--checks", default="all", show_default=True,
               help=f"{', '.join(CHECK_GROUPS)}, or a comma list ({', '.join(CHECKS)}).")
 @click.option("--runs", type=int, default=None,

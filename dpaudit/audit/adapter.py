@@ -159,6 +159,19 @@ def shuffle_batches(dataset_size: int, steps: int, batch_size: int, seed: int) -
     return out
 
 
+def balls_in_bins_batches(dataset_size: int, steps: int, batch_size: int, seed: int) -> list[np.ndarray]:
+    """Reference balls-in-bins: each epoch puts every index into one of t = ceil(N/B) batches,
+    uniformly and independently (sizes Multinomial(N, 1/t), possibly 0; every index exactly
+    once per epoch)."""
+    rng = np.random.default_rng(seed)
+    t = -(-dataset_size // batch_size)
+    out: list[np.ndarray] = []
+    while len(out) < steps:
+        bins = rng.integers(0, t, dataset_size)
+        out.extend(np.flatnonzero(bins == j) for j in range(min(t, steps - len(out))))
+    return out
+
+
 # --------------------------------------------------------------------------- reference trainer
 class ReferenceAdapter:
     """dpaudit's own trainer (``dpaudit.training.privatize.noisy_gradient`` and its samplers)
@@ -198,7 +211,7 @@ class ReferenceAdapter:
         if c.batching == "poisson":
             ps = sampling.PoissonSampler(dataset_size, c.sample_rate, rng=seed)
             return [np.asarray(ps.sample(), dtype=np.int64) for _ in range(steps)]
-        sh = sampling.ShuffleSampler(dataset_size, min(c.batch_size, dataset_size), rng=seed)
+        sh = sampling.make_sampler(c.batching, dataset_size, min(c.batch_size, dataset_size), rng=seed)
         out: list[np.ndarray] = []
         while len(out) < steps:
             out.extend(np.asarray(b, dtype=np.int64) for b in sh.epoch())

@@ -19,7 +19,13 @@ import os
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from dpaudit.accounting.events import BATCHINGS, DpSgdRun, check_delta, check_epsilon
+from dpaudit.accounting.events import (
+    DpSgdRun,
+    check_delta,
+    check_epsilon,
+    normalize_batching,
+    steps_per_epoch,
+)
 from dpaudit.errors import InvalidParameterError, OutOfValidityError
 
 
@@ -33,20 +39,31 @@ def _positive(name: str, value: Any) -> float:
     return v
 
 
+def _default_divisor(batching: str, q: float, n: int) -> float:
+    """The divisor of the noisy sum when the claim gives none: q·N, or N/t for balls-in-bins
+    (t = ceil(N/B) batches of mean size N/t, B = round(q·N))."""
+    if batching == "balls_in_bins":
+        return n / steps_per_epoch(batching, dataset_size=n, batch_size=min(n, max(1, round(q * n))))
+    return q * n
+
+
 @dataclass(frozen=True)
 class Claim:
     """A trainer's privacy claim and the mechanism parameters behind it.
 
     Attributes:
         epsilon, delta: the claimed (ε, δ) for the whole run (δ in (0, 1)).
-        sample_rate: q, the per-step inclusion probability (Poisson) or B/N (shuffle).
+        sample_rate: q, the per-step inclusion probability (Poisson) or B/N (shuffle,
+            balls-in-bins: t = ceil(N/B) batches per epoch).
         noise_multiplier: σ = noise standard deviation / C (constant over the run).
         clip: C, the per-example L2 clipping norm (> 0).
         steps: number of noisy releases T.
-        batching: ``"poisson"`` or ``"shuffle"`` -- what the trainer says it does.
+        batching: ``"poisson"``, ``"shuffle"`` or ``"balls_in_bins"`` (also spelled
+            ``"balls-in-bins"``) -- what the trainer says it does.
         dataset_size: N. Give N or ``expected_batch_size`` (or both); the missing one is
             derived (B = q·N, N = round(B/q)); 0 or None means "not given". Neither: refused.
-        expected_batch_size: B, the divisor of the noisy sum (default q·N).
+        expected_batch_size: B, the divisor of the noisy sum (default q·N; balls-in-bins:
+            N/t, the mean size of its t batches, what ``dpaudit train`` divides by).
         lr: learning rate (the update is ``-lr * privatized_gradient``); informative only.
     """
 
@@ -71,8 +88,7 @@ class Claim:
         _positive("clip norm", self.clip)
         if int(self.steps) != self.steps or self.steps < 1:
             raise InvalidParameterError(f"claimed steps must be a positive integer, got {self.steps!r}")
-        if self.batching not in BATCHINGS:
-            raise InvalidParameterError(f"batching must be one of {BATCHINGS}, got {self.batching!r}")
+        object.__setattr__(self, "batching", normalize_batching(str(self.batching)))
         n = self.dataset_size or 0
         b = self.expected_batch_size or 0.0
         if not n and not b:
@@ -81,7 +97,7 @@ class Claim:
                 "(the update is divided by B; N = 1/q is not assumed)")
         if n and (int(n) != n or n < 1):
             raise InvalidParameterError(f"dataset size must be a positive integer, got {self.dataset_size!r}")
-        b = _positive("expected batch size", b) if b else q * int(n)
+        b = _positive("expected batch size", b) if b else _default_divisor(self.batching, q, int(n))
         n = int(n) if n else max(1, round(b / q))
         object.__setattr__(self, "dataset_size", n)
         object.__setattr__(self, "expected_batch_size", float(b))
@@ -119,7 +135,9 @@ class Claim:
             sample_rate = batch_size / dataset_size
         claim = cls(epsilon=0.0 if epsilon is None else epsilon, delta=delta, sample_rate=sample_rate,
                     noise_multiplier=noise_multiplier, clip=clip, steps=steps, batching=batching,
-                    dataset_size=dataset_size or 0, expected_batch_size=float(batch_size or 0))
+                    dataset_size=dataset_size or 0,
+                    expected_batch_size=0.0 if dataset_size and normalize_batching(batching) == "balls_in_bins"
+                    else float(batch_size or 0))
         if epsilon is None:
             from dpaudit.accounting import TIGHTEST
             from dpaudit.accounting import epsilon as account
@@ -149,7 +167,8 @@ class Claim:
                 epsilon=float(metadata["epsilon"]), delta=float(metadata["delta"]), sample_rate=qs.pop(),
                 noise_multiplier=sigmas.pop(), clip=clips.pop(), steps=int(led["steps"]),
                 batching=str(led["batching"]), dataset_size=int(led["dataset_size"]),
-                expected_batch_size=float(led["batch_size"]),
+                expected_batch_size=(0.0 if normalize_batching(str(led["batching"])) == "balls_in_bins"
+                                     else float(led["batch_size"])),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, (InvalidParameterError, OutOfValidityError)):
@@ -174,7 +193,8 @@ class Claim:
     # ------------------------------------------------------------------ derived values
     @property
     def batch_size(self) -> int:
-        """The (rounded) batch size: B for shuffling, round(q·N) for Poisson."""
+        """The (rounded) batch size: B for shuffling and balls-in-bins (t = ceil(N/B) batches
+        per epoch), round(q·N) for Poisson."""
         return max(1, round(self.sample_rate * self.dataset_size))
 
     @property
@@ -185,13 +205,13 @@ class Claim:
     def to_run(self, batching: str | None = None) -> DpSgdRun:
         """The claimed mechanism as a :class:`DpSgdRun` (under ``batching``, default the
         claimed one) -- what the re-accounting check hands to the accountants."""
-        b = batching or self.batching
+        b = normalize_batching(batching or self.batching)
         n = self.dataset_size
         bs = self.batch_size
-        if b == "shuffle" and bs <= n:
+        if b in ("shuffle", "balls_in_bins") and bs <= n:
             return DpSgdRun.create(
                 noise_multiplier=self.noise_multiplier, dataset_size=n, batch_size=bs,
-                steps=self.steps, batching="shuffle",
+                steps=self.steps, batching=b,
             )
         return DpSgdRun.create(
             noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,

@@ -299,7 +299,7 @@ def sensitivity_probe(adapter: TrainerAdapter, *, alpha: float, seed: int = 0, r
 # --------------------------------------------------------------------------- noise variance
 def _noise_groups(adapter: TrainerAdapter, seed: int, calls: int) -> tuple[list[dict[str, Any]], list[int], int]:
     """Standardised noise on zero gradients: one group per parameter tensor (all steps),
-    per step (all tensors) and, for Poisson claims, on batches of size 2B."""
+    per step (all tensors) and, for Poisson and balls-in-bins claims, on batches of size 2B."""
     claim = adapter.claim()
     dev = device_of(adapter)
     model = MultiProbe().to(dev)
@@ -317,7 +317,7 @@ def _noise_groups(adapter: TrainerAdapter, seed: int, calls: int) -> tuple[list[
         groups.append({"kind": "tensor", "where": name, "z": allz[:, :, lo:hi].ravel()})
     for t, z in per_step.items():
         groups.append({"kind": "step", "where": t, "z": z.ravel()})
-    if claim.batching == "poisson":
+    if claim.batching in ("poisson", "balls_in_bins"):  # variable batch sizes: the divisor must not follow them
         x2, y2 = torch.zeros(2 * b, 16, device=dev), torch.zeros(2 * b, dtype=torch.long, device=dev)
         z2 = np.concatenate([_step(adapter, model, x2, y2, seed * 7919 + 17 + k, zero_loss, steps[k % len(steps)]).numpy()
                              for k in range(2 * calls)]) / std
@@ -330,7 +330,7 @@ def noise_variance_probe(adapter: TrainerAdapter, *, alpha: float, seed: int = 0
     each group's ``S = Σ u² / (σC/B)²`` is exactly χ²_n (n coordinates). Groups: every
     parameter tensor of a :class:`MultiProbe` (noise on only part of the parameters), every
     one of 12 steps spread over the run, first and last included (noise that changes during
-    the run), and for Poisson claims batches of size 2B (a trainer dividing by the *actual*
+    the run), and for Poisson and balls-in-bins claims batches of size 2B (a trainer dividing by the *actual*
     batch size |B_t| reveals it, which the analysis does not cover). Too little noise in a
     group (lower tail, Bonferroni over the groups) is a violation; too much is noted."""
     from scipy import stats

@@ -1,8 +1,8 @@
 """Does the trainer's batch sampler do what the claim says? Tests with exact null laws.
 
-One function per batching (:data:`SAMPLER_CHECKS`), so a new batching (balls-in-bins) adds
-one entry. Every statistical test here has a *valid* p-value at every sample rate, data set
-size and number of steps -- no asymptotic chi-square, which is anti-conservative when T·q
+One function per batching (:data:`SAMPLER_CHECKS`): Poisson, shuffle, balls-in-bins. Every
+statistical test here has a *valid* p-value at every sample rate, data set size and number
+of steps -- no asymptotic chi-square, which is anti-conservative when T·q
 is small (a correct Poisson sampler was flagged in 20 of 200 audits at q = 0.001,
 N = 50,000 by the previous participation chi-square):
 
@@ -22,6 +22,14 @@ Poisson(q), T batches over N examples (every index independently with probabilit
 
 Shuffle (exact): within an epoch batches are disjoint, have the claimed size (the last one
 may be smaller) and cover the data set.
+
+Balls-in-bins (t = ceil(N/B) batches per epoch, each example in one uniformly random
+batch): within an epoch batches are disjoint and cover the data set (exact); the sizes of
+an epoch are Multinomial(N; 1/t, ..., 1/t): both tails of ``D = Σ_j (|B_j| - N/t)²`` are
+bounded by Chernoff after Poissonization (:func:`multinomial_dispersion_p_values`; valid at
+every N, t and number of steps, conservative by a factor ``1/P(Poisson(N) = N) ~
+sqrt(2πN)`` per epoch, which fixed-size batches still fail by hundreds of orders of
+magnitude). Poisson batches fail the exact once-per-epoch test.
 
 Two-sided p-values are ``2 min(P(X <= x), P(X >= x))`` (capped at 1), Bonferroni over the
 four tests.
@@ -51,6 +59,35 @@ def binomial_two_sided(x: int, n: int, p: float) -> float:
     return min(1.0, 2.0 * min(float(binom.cdf(x, n, p)), float(binom.sf(x - 1, n, p))))
 
 
+def _chernoff_log_tails(ks: np.ndarray, logpmf: np.ndarray, mu: float, outside: float, edge: float, d: float,
+                        count: int) -> tuple[float, float]:
+    """Logs of Chernoff bounds on ``P(D <= d)`` and ``P(D >= d)`` for ``D`` the sum of
+    ``count`` independent copies of ``Y = (K - mu)²``, K with log-masses ``logpmf`` on the
+    integers ``ks`` and total mass ``outside`` elsewhere, where ``Y <= edge``. The masses may
+    sum to less than 1 (a sub-probability: the bounds then hold for the restricted measure).
+    ``P(D >= d) <= E[e^{λY}]^count e^{-λd}`` for λ > 0 (Markov), ``P(D <= d) <= E[e^{-λY}]^count
+    e^{λd}``; minimised over a geometric grid of λ scaled by sd(D)."""
+    y = (ks - mu) ** 2
+    p = np.exp(logpmf)
+    var_y = max(float(np.sum(p * y * y)) - float(np.sum(p * y)) ** 2, 1e-12)
+    scale = 1.0 / math.sqrt(var_y * count)
+    hi_y = float(y.max())
+
+    def log_mgf(lam: float) -> float:
+        x = logpmf + lam * y
+        mx = float(x.max())
+        val = mx + math.log(float(np.exp(x - mx).sum()))
+        if outside > 0:
+            e = edge if lam > 0 else 0.0  # e^{λY} <= e^{λ edge} outside
+            val = float(np.logaddexp(val, math.log(outside) + lam * e))
+        return val
+
+    lams = np.geomspace(1e-4, 1e2, 60) * scale
+    up = min(0.0, min(count * log_mgf(float(lam)) - lam * d for lam in lams if lam * hi_y < 700))
+    low = min(0.0, min(count * log_mgf(-float(lam)) + lam * d for lam in lams))
+    return low, up
+
+
 def dispersion_p_values(sizes: np.ndarray, n: int, q: float) -> tuple[float, float]:
     """Chernoff bounds on ``P(D <= d)`` and ``P(D >= d)`` for ``D = Σ_t (|B_t| - nq)²``,
     ``|B_t|`` iid Binomial(n, q) (module docstring); the MGF is summed over the binomial's
@@ -58,31 +95,37 @@ def dispersion_p_values(sizes: np.ndarray, n: int, q: float) -> tuple[float, flo
     largest value of e^{λY}, added)."""
     from scipy.stats import binom
 
-    t = sizes.size
     mu = n * q
-    d = float(np.sum((sizes - mu) ** 2))
     sd = math.sqrt(max(mu * (1 - q), 1e-12))
     lo_k, hi_k = max(0, math.floor(mu - 40 * sd - 40)), min(n, math.ceil(mu + 40 * sd + 40))
     ks = np.arange(lo_k, hi_k + 1)
-    logpmf = binom.logpmf(ks, n, q)
-    y = (ks - mu) ** 2
     outside = float(binom.cdf(lo_k - 1, n, q) + binom.sf(hi_k, n, q))
-    var_y = float(np.sum(np.exp(logpmf) * y * y)) - (mu * (1 - q)) ** 2
-    scale = 1.0 / math.sqrt(max(var_y, 1e-12) * t)
-
-    def log_mgf(lam: float) -> float:
-        x = logpmf + lam * y
-        mx = float(x.max())
-        val = mx + math.log(float(np.exp(x - mx).sum()))
-        if outside > 0:
-            edge = max(mu * mu, (n - mu) ** 2) if lam > 0 else 0.0  # e^{λY} <= e^{λ edge} outside
-            val = float(np.logaddexp(val, math.log(outside) + lam * edge))
-        return val
-
-    lams = np.geomspace(1e-4, 1e2, 60) * scale
-    up = min(0.0, min(t * log_mgf(float(lam)) - lam * d for lam in lams if lam * (hi_k - mu) ** 2 < 700))
-    low = min(0.0, min(t * log_mgf(-float(lam)) + lam * d for lam in lams))
+    low, up = _chernoff_log_tails(ks, binom.logpmf(ks, n, q), mu, outside, max(mu * mu, (n - mu) ** 2),
+                                  float(np.sum((sizes - mu) ** 2)), sizes.size)
     return math.exp(low), math.exp(up)
+
+
+def multinomial_dispersion_p_values(sizes: np.ndarray, n: int, t: int, epochs: int) -> tuple[float, float]:
+    """Bounds on ``P(D <= d)`` and ``P(D >= d)`` for ``D = Σ (|B_j| - n/t)²`` over the
+    ``sizes.size`` batches of ``epochs`` independent epochs (the last may be partial), each
+    epoch's sizes Multinomial(n; 1/t, ..., 1/t) -- balls-in-bins (module docstring).
+
+    Poissonization: the Multinomial is the law of t iid Poisson(n/t) counts given their sum
+    S = n, so for any event A of an epoch's counts ``P_mult(A) = P(A, S = n) / P(S = n) <=
+    P(A, every count <= n) / P(S = n)``, S ~ Poisson(n). Epochs are independent, so the
+    restricted product measure's Chernoff bound (:func:`_chernoff_log_tails`, counts
+    restricted to 0..n) divided by ``P(S = n)^epochs`` bounds both tails."""
+    from scipy.stats import poisson
+
+    mu = n / t
+    sd = math.sqrt(mu)
+    lo_k, hi_k = max(0, math.floor(mu - 40 * sd - 40)), min(n, math.ceil(mu + 40 * sd + 40))
+    ks = np.arange(lo_k, hi_k + 1)
+    outside = float(poisson.cdf(lo_k - 1, mu) + (poisson.cdf(n, mu) - poisson.cdf(hi_k, mu)))
+    low, up = _chernoff_log_tails(ks, poisson.logpmf(ks, mu), mu, max(outside, 0.0), max(mu * mu, (n - mu) ** 2),
+                                  float(np.sum((sizes - mu) ** 2)), sizes.size)
+    pen = -epochs * float(poisson.logpmf(n, n))
+    return math.exp(min(0.0, low + pen)), math.exp(min(0.0, up + pen))
 
 
 def _poisson_check(claim: Claim, batches: list[np.ndarray], alpha: float, details: dict[str, Any]) -> CheckResult:
@@ -155,10 +198,46 @@ def _shuffle_check(claim: Claim, batches: list[np.ndarray], alpha: float, detail
     return CheckResult("sampler", PASS, f"{steps} batches form disjoint fixed-size epochs of size {bsz}", None, details)
 
 
+def _balls_in_bins_check(claim: Claim, batches: list[np.ndarray], alpha: float,
+                         details: dict[str, Any]) -> CheckResult:
+    """Balls-in-bins: within each epoch of t = ceil(N/B) steps the batches are disjoint and
+    (complete epochs) cover the data set -- exact; the batch sizes are Multinomial(N, 1/t)
+    per epoch -- both tails of their dispersion bounded by
+    :func:`multinomial_dispersion_p_values` (fixed-size batches, i.e. shuffling, give far too
+    little dispersion)."""
+    from dpaudit.accounting import steps_per_epoch
+
+    n, steps = claim.dataset_size, len(batches)
+    t = steps_per_epoch("balls_in_bins", dataset_size=n, batch_size=min(claim.batch_size, n))
+    for e in range(0, steps, t):
+        allidx = np.concatenate(batches[e : e + t])
+        problem = None
+        if len(np.unique(allidx)) != len(allidx):
+            problem = "an example is used twice"
+        elif e + t <= steps and len(allidx) != n:
+            problem = f"covers {len(allidx)} of {n} examples"
+        if problem:
+            return CheckResult("sampler", VIOLATION, f"not balls-in-bins (every example once in each epoch of {t} "
+                               f"batches): epoch {e // t}: {problem}", None, details)
+    sizes = np.array([len(bt) for bt in batches], dtype=float)
+    lo, hi = multinomial_dispersion_p_values(sizes, n, t, math.ceil(steps / t))
+    p = min(1.0, 2 * min(lo, hi))
+    ratio = float(np.sum((sizes - n / t) ** 2) / (n / t * (1 - 1 / t)) / steps) if t > 1 else 1.0
+    details.update({"p_dispersion": p, "dispersion_ratio": ratio, "steps_per_epoch": t})
+    if t > 1 and p < alpha:
+        hint = " -- fixed-size (shuffled) batches claimed as balls-in-bins?" if ratio < 1 else ""
+        return CheckResult("sampler", VIOLATION, f"batch sizes not Multinomial(N, 1/{t}): variance {ratio:.3g}x "
+                           f"the Multinomial's{hint}", 1 - alpha, details, p_value=p)
+    return CheckResult("sampler", PASS, f"{steps} batches: every example once per epoch of {t} batches, sizes "
+                       f"consistent with Multinomial(N={n}, 1/{t}) (variance ratio {ratio:.3g}; exact bounds)",
+                       1 - alpha, details, p_value=p)
+
+
 #: The check of each batching: ``(claim, batches, alpha, details) -> CheckResult``.
 SAMPLER_CHECKS: dict[str, Callable[[Claim, list[np.ndarray], float, dict[str, Any]], CheckResult]] = {
     "poisson": _poisson_check,
     "shuffle": _shuffle_check,
+    "balls_in_bins": _balls_in_bins_check,
 }
 
 

@@ -20,8 +20,9 @@ most :data:`CHUNK` coordinates (memory); chunks use independent generators.
 
 The claimed sampler is simulated here (the sampler probe checks the trainer's own): Poisson
 -- each canary in each step with probability q independently; shuffle -- one uniformly
-random position per epoch in a fresh permutation of the N examples (batch ``pos // B``).
-Balls-in-bins or any later batching adds one function to :data:`PRESENCE`.
+random position per epoch in a fresh permutation of the N examples (batch ``pos // B``);
+balls-in-bins -- one uniformly random batch of the t = ceil(N/B) of each epoch, independently
+per canary. A later batching adds one function to :data:`PRESENCE`.
 
 **Per-run loop** (every other adapter): one :class:`LinearProbe` of dimension 2 per run,
 the trainer's own sampler when it has one (:func:`run_batches`), runs spread over the
@@ -44,6 +45,7 @@ import torch
 
 from dpaudit.audit.adapter import (
     TrainerAdapter,
+    balls_in_bins_batches,
     optional_method,
     poisson_batches,
     shuffle_batches,
@@ -85,11 +87,24 @@ def _shuffle_presence(claim: Claim, coords: int, steps: int, rng: np.random.Gene
     return out
 
 
+def _balls_in_bins_presence(claim: Claim, coords: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+    n, b = claim.dataset_size, min(claim.batch_size, claim.dataset_size)
+    t = math.ceil(n / b)
+    out = np.zeros((steps, coords), dtype=bool)
+    cols = np.arange(coords)
+    for start in range(0, steps, t):
+        s = start + rng.integers(0, t, coords)
+        ok = s < steps
+        out[s[ok], cols[ok]] = True
+    return out
+
+
 #: Claimed sampler per batching: ``(claim, coords, steps, rng) -> bool array (steps,
 #: coords)``, True where the canary of that coordinate is in that step's batch.
 PRESENCE: dict[str, Callable[[Claim, int, int, np.random.Generator], np.ndarray]] = {
     "poisson": _poisson_presence,
     "shuffle": _shuffle_presence,
+    "balls_in_bins": _balls_in_bins_presence,
 }
 
 
@@ -265,4 +280,6 @@ def run_batches(adapter: TrainerAdapter, claim: Claim, n: int, steps: int, seed:
         return [np.asarray(b, dtype=np.int64).reshape(-1) for b in sampler(n, steps, seed)][:steps], True
     if claim.batching == "poisson":
         return poisson_batches(n, steps, claim.sample_rate, seed), False
+    if claim.batching == "balls_in_bins":
+        return balls_in_bins_batches(n, steps, min(claim.batch_size, n), seed), False
     return shuffle_batches(n, steps, claim.batch_size, seed), False
