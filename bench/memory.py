@@ -44,7 +44,7 @@ def run(cmd: list[str], env: dict[str, str], interval: float) -> dict:
     trace: list[tuple[float, float]] = []
     while proc.poll() is None:
         rss = _rss_mb(proc.pid)
-        if rss is not None:
+        if rss:  # None / 0 while the child starts or after it exited
             trace.append((time.perf_counter() - t0, rss))
         time.sleep(interval)
     wall = time.perf_counter() - t0
