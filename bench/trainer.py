@@ -15,8 +15,8 @@ Methods: ``plain`` (one forward/backward of the whole batch, the baseline), ``pl
 how much of dpaudit's time is micro-batching), ``dpaudit``, and Opacus 1.6's ``hooks``,
 ``functorch``, ``ew`` (expanded weights) and ``ghost`` (fast gradient clipping) modes.
 
-    python bench/trainer.py --threads 1 --models cnn --batches 256,1024 --rounds 15 --steps 2
-    python bench/trainer.py --threads 1 --models cifar --batches 256,1024 --rounds 5 --steps 1
+    python bench/trainer.py --threads 1 --models cnn,mlp --batches 256,1024 --rounds 15 --steps 2
+    python bench/trainer.py --threads 1 --models cifar --batches 256 --rounds 3 --steps 1
     python bench/trainer.py --threads 1 --models mlp --batches 256,1024 --methods plain,dpaudit,ghost
 """
 
