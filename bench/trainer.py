@@ -17,6 +17,7 @@ how much of dpaudit's time is micro-batching), ``dpaudit``, and Opacus 1.6's ``h
 
     python bench/trainer.py --threads 1 --models cnn,mlp --batches 256,1024 --rounds 15 --steps 2
     python bench/trainer.py --threads 1 --models cifar --batches 256 --rounds 3 --steps 1
+    python bench/trainer.py --threads 1 --models cifar --batches 1024 --rounds 3 --steps 1 --methods plain,dpaudit,ew,ghost
     python bench/trainer.py --threads 1 --models mlp --batches 256,1024 --methods plain,dpaudit,ghost
 """
 
