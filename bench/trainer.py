@@ -15,8 +15,9 @@ Methods: ``plain`` (one forward/backward of the whole batch, the baseline), ``pl
 how much of dpaudit's time is micro-batching), ``dpaudit``, and Opacus 1.6's ``hooks``,
 ``functorch``, ``ew`` (expanded weights) and ``ghost`` (fast gradient clipping) modes.
 
-    python bench/trainer.py --threads 1 --models cnn --batches 256,1024 --rounds 15 --steps 2
-    python bench/trainer.py --threads 1 --models cifar --batches 256,1024 --rounds 5 --steps 1
+    python bench/trainer.py --threads 1 --models cnn,mlp --batches 256,1024 --rounds 15 --steps 2
+    python bench/trainer.py --threads 1 --models cifar --batches 256 --rounds 3 --steps 1
+    python bench/trainer.py --threads 1 --models cifar --batches 1024 --rounds 3 --steps 1 --methods plain,dpaudit,ew,ghost
     python bench/trainer.py --threads 1 --models mlp --batches 256,1024 --methods plain,dpaudit,ghost
 """
 
@@ -44,23 +45,10 @@ CLIP, SIGMA, LR = 1.0, 1.0, 0.1
 Step = Callable[[], None]
 
 
-def cifar_cnn() -> nn.Module:
-    """Tramer & Boneh 2021 (ICLR, Table 9; after Papernot et al. 2021) CIFAR-10 tanh CNN:
-    conv 32, conv 32, maxpool 2, conv 64, conv 64, maxpool 2, conv 128, conv 128, maxpool 2
-    (3x3 kernels, stride 1, padding 1), fc 128, fc 10."""
-    layers: list[nn.Module] = []
-    c = 3
-    for w in (32, 64, 128):
-        layers += [nn.Conv2d(c, w, 3, padding=1), nn.Tanh(), nn.Conv2d(w, w, 3, padding=1), nn.Tanh(),
-                   nn.MaxPool2d(2, 2)]
-        c = w
-    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, 128), nn.Tanh(), nn.Linear(128, 10))
-
-
 #: model name -> (label, input shape, builder)
 MODELS: dict[str, tuple[str, tuple[int, int, int], Callable[[], nn.Module]]] = {
     "cnn": ("MNIST CNN (Tramer & Boneh)", (1, 28, 28), lambda: build_model("cnn", (1, 28, 28), 10, center=True)),
-    "cifar": ("CIFAR-10 CNN (Tramer & Boneh)", (3, 32, 32), cifar_cnn),
+    "cifar": ("CIFAR-10 CNN (Tramer & Boneh)", (3, 32, 32), lambda: build_model("cifar-cnn", (3, 32, 32), 10)),
     "mlp": ("MLP 784-512-10", (1, 28, 28), lambda: build_model("mlp", (1, 28, 28), 10, hidden=[512])),
 }
 

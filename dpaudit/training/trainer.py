@@ -51,6 +51,7 @@ from dpaudit.training.data import Dataset, load_dataset
 from dpaudit.training.datanorm import ledger_release
 from dpaudit.training.evaluation import Validator, accuracy_on_test_split, evaluate  # noqa: F401
 from dpaudit.training.loop import Callback, StepLoop, TrainState
+from dpaudit.training.memory import set_mmap_threshold
 from dpaudit.training.metadata import RunRecord, build_metadata
 from dpaudit.training.models import DataStandardize, build_model, resolve_arch_kwargs
 from dpaudit.training.sampling import make_sampler
@@ -99,6 +100,7 @@ def train(
     plan = load_plan(config)
     cfg = resolve_config(config, plan)
     threads = configure_threads(cfg.threads)
+    set_mmap_threshold()  # glibc: large per-step temporaries mmapped, no heap growth (memory.py)
     device = resolve_device(cfg.device)
     data = dataset if dataset is not None else load_dataset(cfg.dataset, cfg.data_dir)
     data = _with_features(cfg, data, device, from_files=dataset is None)
