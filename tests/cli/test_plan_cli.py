@@ -7,15 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from alloc_testlib import available_accountants
 from click.testing import CliRunner
 
 from cli.main import cli, main
 from dpaudit.allocation import Plan, account_plan
-
-pytestmark = pytest.mark.skipif(
-    not {"rdp", "pld"} <= set(available_accountants()), reason="accountants not present"
-)
 
 
 def _invoke(args):
