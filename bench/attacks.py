@@ -67,6 +67,7 @@ def _shadow_bench(k: int, workers: int) -> list[str]:
     import torch
 
     from dpaudit.attacks.lira import InlineExecutor, lira
+    from dpaudit.attacks.shadows import shadow_recipe
     from dpaudit.training import TrainConfig, load_dataset, train
 
     torch.set_num_threads(1)
@@ -80,7 +81,7 @@ def _shadow_bench(k: int, workers: int) -> list[str]:
     for label, kw in (("in-process", {"executor": InlineExecutor()}),
                       (f"process pool x{workers}", {"workers": workers})):
         t0 = time.perf_counter()
-        lira(target.model, meta["config"], mem, non, n_shadows=k, dataset=ds, **kw)
+        lira(target.model, shadow_recipe(meta), mem, non, n_shadows=k, dataset=ds, **kw)
         rows.append(f"| LiRA {k} shadows, digits cnn, {label} | {time.perf_counter() - t0:.1f} s |")
     return rows
 
