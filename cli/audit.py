@@ -9,43 +9,14 @@ Exit status: 0 when no check found a violation, 1 when one did, 2 on a usage err
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 import click
 
-from cli.common import echo_json, executor_options, open_executor
+from cli.common import echo_json, executor_options, open_executor, progress_bars
 from dpaudit.accounting.events import BATCHING_CHOICES
 from dpaudit.audit.checks import CHECK_GROUPS, CHECKS, DEFAULT_CONFIDENCE
 from dpaudit.audit.loading import BUILTIN_ADAPTERS
-
-
-@contextlib.contextmanager
-def _progress_bars() -> Iterator[Any]:
-    """``progress(check, done, total)`` drawing one tqdm bar (with ETA) per check on stderr
-    when stderr is a terminal; ``None`` otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bars: dict[str, Any] = {}
-
-    def update(check: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        bar = bars.get(check)
-        if bar is None or bar.total != total:
-            if bar is not None:
-                bar.close()
-            bar = bars[check] = tqdm(total=total, desc=check, file=sys.stderr, leave=False, unit="part")
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        for bar in bars.values():
-            bar.close()
 
 
 @click.command("audit")
@@ -129,7 +100,7 @@ def audit(trainer, model_path, builtin, epsilon, delta, sample_rate, batch_size,
         assert claim is not None
         adapter = builtin_adapter(builtin or "reference", claim, device)
 
-    with open_executor(executor, workers, ray_address, device=device) as ex, _progress_bars() as progress:
+    with open_executor(executor, workers, ray_address, device=device) as ex, progress_bars("part") as progress:
         report = run_audit(adapter, checks=checks, confidence=confidence, runs=runs, canaries=canaries,
                            canary_steps=canary_steps, seed=seed, executor=ex, workers=workers, progress=progress)
     if report_dir:

@@ -1,10 +1,11 @@
-"""Helpers shared by CLI commands: JSON output (through the library's one JSON cleaner) and
-the executor options (``--executor``, ``--workers``, ``--ray-address``) of the commands that
+"""Helpers shared by CLI commands: JSON output (through the library's one JSON cleaner),
+progress bars on a terminal, and the executor options (``--executor``, ``--workers``, ``--ray-address``) of the commands that
 run repeated work (``attack``, ``audit``)."""
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -26,6 +27,35 @@ RAY_ADDRESS_ENV = "DPAUDIT_RAY_ADDRESS"
 def echo_json(obj: Any) -> None:
     """Print ``obj`` as one JSON document on stdout (non-finite floats become null)."""
     click.echo(dumps_json(obj))
+
+
+@contextmanager
+def progress_bars(unit: str, *, unit_if_unknown: str | None = None, delay: float = 0.0) -> Iterator[Any]:
+    """A ``progress(name, done, total)`` callback drawing one tqdm bar per ``name`` on stderr
+    (a new bar when ``total`` changes; ``unit_if_unknown`` for bars without a total; none
+    shown for work shorter than ``delay`` seconds), or ``None`` when stderr is not a
+    terminal. Bars are closed on exit."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    bars: dict[str, Any] = {}
+
+    def update(name: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        bar = bars.get(name)
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            bars[name] = bar = tqdm(total=total, desc=name, delay=delay, file=sys.stderr, leave=False,
+                                    unit=unit if total is not None else (unit_if_unknown or unit))
+        bar.update(done - bar.n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 def check_executor_options(executor: str | None, ray_address: str | None, address_given: bool) -> None:

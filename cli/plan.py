@@ -6,14 +6,11 @@ Outputs (``--out``, ``--plot``) are checked before solving and written all-or-no
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from cli.common import echo_json
+from cli.common import echo_json, progress_bars
 from dpaudit.accounting import (
     BATCHING_CHOICES,
     DEFAULT_DELTA,
@@ -53,31 +50,6 @@ def _header(plan: Any, sample_rate_given: bool) -> list[str]:
             f"best case (no decay) = {_f(plan.best_case_epsilon, 6)}"
         )
     return lines
-
-
-@contextlib.contextmanager
-def _progress() -> Iterator[Any]:
-    """A progress callback drawing tqdm bars on stderr, shown only when stderr is a
-    terminal and a stage lasts more than a second; ``None`` otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    bars: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int | None) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            from tqdm import tqdm
-
-            bar = bars[stage] = tqdm(total=total, desc=stage, delay=1.0, file=sys.stderr,
-                                     leave=False, unit="eval" if total is None else "point")
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        for bar in bars.values():
-            bar.close()
 
 
 def _check_outputs(out: str | None, plot: str | None) -> None:
@@ -202,7 +174,7 @@ def plan(target, delta, dataset_size, batch_size, sample_rate, epochs, steps_rul
     common = dict(dataset_size=n, batch_size=b, sample_rate=q, epochs=epochs, batching=batching,
                   accountant=accountant, steps_rule=steps_rule)
     sched = None if compare_schedules else make_schedule(schedule, **params)
-    with _progress() as progress:
+    with progress_bars("point", unit_if_unknown="eval", delay=1.0) as progress:
         if sched is None:
             plans = compare(target, delta, progress=progress, **common)
         else:

@@ -154,13 +154,13 @@ def test_plan_out_and_plot_written_together(tmp_path):
 
 
 def test_progress_bar_only_on_a_terminal(monkeypatch):
-    from cli.plan import _progress
+    from cli.common import progress_bars
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
-    with _progress() as cb:
+    with progress_bars("point", unit_if_unknown="eval", delay=1.0) as cb:
         assert cb is None
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    with _progress() as cb:
+    with progress_bars("point", unit_if_unknown="eval", delay=1.0) as cb:
         cb("noise search", 1, None)
         cb("cumulative epsilon", 3, 10)
 
