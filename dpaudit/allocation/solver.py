@@ -281,7 +281,10 @@ def solve_plan(
     if curve:
         # Per-epoch prefixes carry the releases of their own steps (and the initial ones).
         cum_acc: Accountant = _WithReleases(acc, releases, initial) if releases or initial else acc
-        cum = epsilon_curve(cum_acc, run, delta, progress)
+        # The curve's points come from a coarser grid than the search's evaluation of the whole
+        # run; a prefix releases a post-processing of the whole run's output, so the whole
+        # run's (sound) epsilon bounds every prefix too: take the smaller of the two.
+        cum = tuple(min(c, float(rep.epsilon)) for c in epsilon_curve(cum_acc, run, delta, progress))
         if run.epochs > CURVE_POINTS:
             notes.append(
                 f"cumulative epsilon computed at {CURVE_POINTS} checkpoint epochs; the epochs "

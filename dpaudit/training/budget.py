@@ -271,19 +271,14 @@ class PrivacyBudget:
 
     def _plan_curve(self, projected: PrivacyLedger, epoch: int) -> EpsilonReport | None:
         """The plan's cumulative epsilon after ``epoch`` when the projected ledger follows the
-        plan exactly (same noise so far; saves an accountant call); after the last epoch the
-        smaller of the curve's point and the plan's epsilon (both sound for that run)."""
+        plan exactly (same noise so far; saves an accountant call)."""
         plan = self.plan
         if plan is None or not plan.cumulative_epsilon or not self.plan_has_initial:
             return None
         if tuple(projected.epoch_sigmas()) != tuple(plan.noise_multipliers[: epoch + 1]):
             return None
-        eps = plan.cumulative_epsilon[epoch]
-        if epoch == len(plan.noise_multipliers) - 1:
-            # The whole planned run: the solver's own evaluation of it is a sound bound too, and
-            # tighter than the curve's (computed on a coarser grid, docs/accounting.md).
-            eps = min(eps, plan.epsilon)
-        return EpsilonReport.for_run(projected.to_run(), self.accountant, eps, self.delta, method="plan curve")
+        return EpsilonReport.for_run(projected.to_run(), self.accountant, plan.cumulative_epsilon[epoch],
+                                     self.delta, method="plan curve")
 
     def record_step(self, sigma: float) -> None:
         """One noisy gradient step with noise multiplier ``sigma`` (clip norm :attr:`clip`)."""

@@ -220,3 +220,13 @@ def test_per_step_releases_are_charged_and_leave_less_for_gradients():
     assert get_accountant("rdp").epsilon(screened.run, 1e-5).epsilon == screened.epsilon
     assert screened.cumulative_epsilon[-1] == pytest.approx(screened.epsilon, rel=1e-9)
     assert list(screened.cumulative_epsilon) == sorted(screened.cumulative_epsilon)
+
+
+@pytest.mark.parametrize("target, n, b, epochs", [(0.5, 60, 16, 20), (2.0, 1437, 128, 30), (1.0, 60000, 256, 5)])
+def test_pld_curve_never_above_the_plans_epsilon(target, n, b, epochs):
+    # The curve is computed on a coarser grid than the search; the plan's own (sound) epsilon
+    # of the whole run bounds every prefix, so a trainer following the plan never stops early.
+    plan = solve_plan(target, 1e-5, dataset_size=n, batch_size=b, epochs=epochs, accountant="pld")
+    c = plan.cumulative_epsilon
+    assert len(c) == epochs and max(c) <= plan.epsilon <= target
+    assert list(c) == sorted(c)
