@@ -9,7 +9,8 @@
   included), then every target on the same population scored with the first 8, 16, ... K
   shadows, with and without the augmented queries; ``--save`` keeps the shadows' confidences;
 * ``--curve SHADOWS.npz MODEL``: the shadow-count curve figure from saved shadows;
-* ``--inversion MODEL ...``: MI-FACE on each model, verdicts and times, one figure.
+* ``--inversion MODEL ...``: MI-FACE on each model (``--inversion-seeds`` jitter seeds each,
+  ``--cost``/``--jitter`` to compare configurations), recognition, SSIM and times, one figure.
 
 One process; in every round each case runs once (interleaved), and the median over rounds is
 reported, so background load hits all cases alike; one untimed warm-up call each.
@@ -19,7 +20,8 @@ Usage::
     python bench/attacks.py [--repeats 7] [--n 10000] [--shadows 0] [--workers 2]
     python bench/attacks.py --lira model.pt --shadows 64 --workers 2 --data-dir D [--save s.npz]
     python bench/attacks.py --curve s.npz model.pt --figure docs/attacks_lira_curve.png
-    python bench/attacks.py --inversion a.pt b.pt ... --figure docs/attacks_inversion.png
+    python bench/attacks.py --inversion a.pt b.pt ... --data-dir D [--inversion-seeds 3]
+        [--cost logit] [--jitter 1] --figure docs/attacks_inversion.png
 """
 
 from __future__ import annotations
@@ -223,11 +225,13 @@ def _curve_figure(saved: str, model: str, data_dir: str | None, out: str) -> Non
     fig.savefig(out, dpi=110)
 
 
-def _inversion_rows(models: list[str], data_dir: str | None) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """(label, reconstructions, labels read, recognised) per model. A model with a saved
-    ``<model>_inv.npy`` (reconstructions of an earlier run with the same configuration) is
-    not inverted again: its reconstructions are judged by the same evaluation classifier."""
-    from dpaudit.attacks.inversion import MIN_CONTRAST, model_inversion, train_eval_classifier
+def _inversion_rows(models: list[str], data_dir: str | None, config, seeds: int) -> list[tuple]:
+    """MI-FACE ``seeds`` times (seeds 0..seeds-1 of the jitter) on each model: one printed line
+    per run (recognised classes, SSIM and contrast, wall and CPU time), one summary line per
+    model, and (label, reconstructions, labels read, recognised) of seed 0 for the figure."""
+    import dataclasses
+
+    from dpaudit.attacks.inversion import model_inversion
     from dpaudit.attacks.target import target_from_model_file
 
     rows = []
@@ -235,30 +239,34 @@ def _inversion_rows(models: list[str], data_dir: str | None) -> list[tuple[str, 
         t = target_from_model_file(path, data_dir=data_dir)
         eps = t.claimed_epsilon
         label = f"{t.metadata.get('dataset') if t.metadata else ''}, {'no DP' if eps is None else f'eps={eps:.2g}'}"
-        saved = path[:-3] + "_inv.npy" if path.endswith(".pt") else path + "_inv.npy"
-        t0, c0 = time.perf_counter(), time.process_time()
-        if os.path.exists(saved):
-            rec = np.load(saved)
-            clf = train_eval_classifier(*t.heldout)
-            pred = np.asarray(clf.predict(rec.reshape(len(rec), -1).astype(np.float64)), dtype=np.int64)
-            ok = (pred == np.arange(len(rec))) & (rec.reshape(len(rec), -1).std(1) >= MIN_CONTRAST)
-            print(f"{path} ({label}, saved reconstructions): {int(ok.sum())} of {len(rec)} recognised", flush=True)
-        else:
-            res = model_inversion(t.model, t.members, t.heldout, t.num_classes, test=t.test)
-            rec, pred, ok = res.reconstructions, res.eval_predictions, res.recognised
-            np.save(saved, rec)
-            print(f"{path} ({label}): {res.verdict_line()}; raw {res.raw_eval_accuracy:.2f}; classifier "
-                  f"{res.eval_classifier_accuracy:.3f}; {time.perf_counter() - t0:.0f} s wall, "
+        counts, ssims, nearer = [], [], []
+        for seed in range(seeds):
+            t0, c0 = time.perf_counter(), time.process_time()
+            res = model_inversion(t.model, t.members, t.heldout, t.num_classes, test=t.test,
+                                  config=dataclasses.replace(config, seed=seed))
+            d = res.to_dict()
+            counts.append(res.n_recognised)
+            ssims.append(d["ssim"])
+            nearer.append(d["member_nearer_classes"])
+            print(f"{path} ({label}) seed {seed}: {res.n_recognised}/{len(res.recognised)} recognised, "
+                  f"SSIM {d['ssim']:.3f} (mean image {d['baseline_ssim']:.3f}), contrast "
+                  f"{float(np.mean(res.contrast)):.3f}, judge {res.eval_classifier_accuracy:.3f}, iterations "
+                  f"{int(res.iterations.max())}, member nearer in {d['member_nearer_classes']} classes (p = "
+                  f"{d['member_nearer_p_value']:.2g}); {time.perf_counter() - t0:.0f} s wall, "
                   f"{time.process_time() - c0:.0f} s CPU", flush=True)
-        rows.append((label, rec, pred, ok))
+            if seed == 0:
+                rows.append((label, res.reconstructions, res.eval_predictions, res.recognised))
+        print(f"{path} ({label}): recognised {counts} (mean {np.mean(counts):.1f}), SSIM mean "
+              f"{np.mean(ssims):.3f}, member nearer {nearer} of {len(res.recognised)} classes", flush=True)
     return rows
 
 
-def _inversion_figure(models: list[str], data_dir: str | None, out: str) -> None:
-    """MI-FACE on each model (one row each, titled with its result) into one figure."""
+def _inversion_figure(models: list[str], data_dir: str | None, out: str, config, seeds: int) -> None:
+    """MI-FACE on each model (one row each, seed 0, titled with its result) into one figure."""
+    from dpaudit.attacks.inversion import COSTS
     from dpaudit.plotting import pyplot
 
-    rows = _inversion_rows(models, data_dir)
+    rows = _inversion_rows(models, data_dir, config, seeds)
     plt = pyplot()
     h = 1.45 * len(rows) + 1.1
     fig, axes = plt.subplots(len(rows), 10, figsize=(11, h), squeeze=False)
@@ -274,9 +282,9 @@ def _inversion_figure(models: list[str], data_dir: str | None, out: str) -> None
         axes[r][0].set_ylabel(f"{label}\n{int(ok.sum())}/10", fontsize=7)
     fig.suptitle("MI-FACE reconstructions with and without DP (title: class -> label read by an independent "
                  "classifier; red x: not recognised)", fontsize=9)
-    fig.text(0.01, 0.01, "Each row: one model; cost -log p, zero start, one-pixel jitter, the paper's stopping "
-             "rule. Command: python bench/attacks.py --inversion MODELS --figure docs/attacks_inversion.png",
-             fontsize=7)
+    fig.text(0.01, 0.01, f"Each row: one model, jitter seed 0; cost {COSTS[config.cost]}, zero start, "
+             f"jitter {config.jitter}, the paper's stopping rule. Command: python bench/attacks.py "
+             "--inversion MODELS --figure FIG", fontsize=7)
     fig.savefig(out, dpi=110)
 
 
@@ -293,12 +301,18 @@ def main() -> None:
     ap.add_argument("--curve", nargs=2, default=None, metavar=("SHADOWS.npz", "MODEL"))
     ap.add_argument("--inversion", nargs="+", default=None, metavar="MODEL")
     ap.add_argument("--figure", default=None)
+    ap.add_argument("--cost", default="logit", help="MI-FACE cost (logit, log_prob, paper)")
+    ap.add_argument("--jitter", type=int, default=1, help="MI-FACE jitter in pixels")
+    ap.add_argument("--inversion-seeds", type=int, default=1, help="MI-FACE runs per model (jitter seeds)")
     args = ap.parse_args()
     if args.curve:
         _curve_figure(args.curve[0], args.curve[1], args.data_dir, args.figure or "lira_curve.png")
         return
     if args.inversion:
-        _inversion_figure(args.inversion, args.data_dir, args.figure or "inversion.png")
+        from dpaudit.attacks.inversion import InversionConfig
+
+        _inversion_figure(args.inversion, args.data_dir, args.figure or "inversion.png",
+                          InversionConfig(cost=args.cost, jitter=args.jitter), args.inversion_seeds)
         return
     if args.lira:
         _lira_experiment(args.lira, args.shadows or 64, args.workers, args.data_dir, args.save, args.confidence)

@@ -44,6 +44,9 @@ from dpaudit.stats import METHODS
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of shadow splits / split halves.")
 @click.option("--inversion-iters", type=int, default=5000, show_default=True,
               help="MI-FACE iteration cap (alpha).")
+@click.option("--inversion-cost", type=click.Choice(["logit", "log-prob", "paper"]), default="logit",
+              show_default=True,
+              help="MI-FACE cost: minus the class score (Simonyan et al. 2014), -log p, or the paper's 1 - p.")
 @click.option("--members", "members_npz", type=click.Path(dir_okay=False), default=None,
               help="Third-party model: .npz with the training members (arrays x, y).")
 @click.option("--non-members", "nonmembers_npz", type=click.Path(dir_okay=False), default=None,
@@ -58,7 +61,7 @@ from dpaudit.stats import METHODS
 @click.option("--claimed-delta", type=float, default=None,
               help="Third-party model: its claimed delta.")
 def attack(model_path, attacks, shadow_models, executor, workers, ray_address, augment, data_dir, confidence, method,
-           report_dir,           as_json, device, seed, inversion_iters, members_npz, nonmembers_npz, arch,
+           report_dir,           as_json, device, seed, inversion_iters, inversion_cost, members_npz, nonmembers_npz, arch,
            num_classes, claimed_epsilon, claimed_delta):
     """Attack MODEL (a model.pt from `dpaudit train`, or a third-party model with
     --members/--non-members) and compare the leakage with its privacy claim."""
@@ -77,7 +80,7 @@ def attack(model_path, attacks, shadow_models, executor, workers, ray_address, a
     options = AttackOptions(
         attacks=resolve_attacks(attacks), shadow_models=shadow_models, confidence=confidence, method=method,
         device=device, workers=workers, progress=(not as_json) and sys.stderr.isatty(),
-        seed=seed, augment=augment, inversion=InversionConfig(max_iter=inversion_iters),
+        seed=seed, augment=augment, inversion=InversionConfig(max_iter=inversion_iters, cost=inversion_cost.replace("-", "_")),
     )
     if report_dir is not None:
         check_report_dir(report_dir)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from dpaudit import stats
-from dpaudit.attacks.inversion import InversionResult, model_inversion
+from dpaudit.attacks.inversion import COSTS, InversionResult, model_inversion
 from dpaudit.attacks.membership import MembershipResult, evaluate_scores, loss_scores
 from dpaudit.attacks.options import AttackOptions, check_report_dir
 from dpaudit.attacks.target import Target
@@ -307,7 +307,7 @@ def inversion_figure(result: InversionResult, title: str = "") -> Any:
     fig.suptitle(f"Model inversion (MI-FACE){': ' + _short(title) if title else ''}\n"
                  f"{result.n_recognised} of {k} classes recognisable -> {result.verdict}", fontsize=9)
     cfg = result.config
-    _caption(fig, "Top: for each class, the input found by gradient descent on -log p(class) from a "
+    _caption(fig, f"Top: for each class, the input found by gradient descent on {COSTS[cfg.cost]} from a "
                   f"constant start (pixel value {cfg.start:g}; {'one-pixel jitter, ' if cfg.jitter else ''}"
                   f"Fredrikson et al. 2015, Alg. 1), titled with the label an independent "
                   f"classifier reads in it ('ok' = its own class and not near-constant; blank images "
@@ -386,6 +386,11 @@ def _inversion_markdown(result: InversionResult) -> list[str]:
         f"{inv['eval_classifier_accuracy']:.3f} (confusion matrix in report.json)",
         f"- MSE to members' class means {inv['mse']:.4f} (baseline {inv['baseline_mse']:.4f}); "
         f"SSIM {inv['ssim']:.4f} (baseline {inv['baseline_ssim']:.4f})",
+        f"- membership: the nearest training member is nearer than the nearest held-out image in "
+        f"{inv['member_nearer_classes']} of {k} classes (p = {inv['member_nearer_p_value']:.2g}; about half "
+        f"is what a reconstruction without membership information gets): "
+        + ("the reconstructions resemble training members more than other images of their class"
+           if inv["member_nearer_p_value"] < 0.05 else "no sign that they reveal members rather than classes"),
         "",
         *rows,
         "",

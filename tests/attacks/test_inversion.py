@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dpaudit.attacks.inversion import InversionConfig, mi_face, model_inversion, ssim
+from dpaudit.attacks.inversion import (
+    InversionConfig,
+    mi_face,
+    model_inversion,
+    nearest_distances,
+    ssim,
+)
 from dpaudit.errors import InvalidParameterError
 
 torch = pytest.importorskip("torch")
@@ -50,7 +56,7 @@ def test_mi_face_reaches_gamma_on_linear_model():
     # Class l scores pixel l: the reconstruction must light up pixel l (and reach 1-gamma).
     w = np.eye(4) * 20.0
     m = _linear_model(w)
-    rec, cost, iters, why = mi_face(m, [0, 1, 2, 3], (1, 2, 2), InversionConfig(gamma=0.05, lr=1.0, start=0.0))
+    rec, cost, iters, why = mi_face(m, [0, 1, 2, 3], (1, 2, 2), InversionConfig(gamma=0.05, lr=1.0, start=0.0, jitter=0))
     assert why == ("gamma",) * 4 and np.all(cost <= 0.05)
     flat = rec.reshape(4, -1)
     assert np.all(flat.argmax(1) == np.arange(4))
@@ -94,10 +100,33 @@ def test_log_cost_leaves_the_dead_zone():
     x0 = torch.ones((1, 1, 1, 2), requires_grad=True)
     (g_paper,) = torch.autograd.grad(1 - torch.softmax(m(x0), 1)[0, 1], x0)
     assert g_paper.abs().max() < 2e-3
-    cfg = InversionConfig(lr=1.0, start=1.0, max_iter=200, gamma=0.01, jitter=0)
+    cfg = InversionConfig(lr=1.0, start=1.0, max_iter=200, gamma=0.01, jitter=0, cost="log_prob")
     rec, gap, iters, why = mi_face(m, [1], (1, 1, 2), cfg)
     assert gap[0] <= 0.01 and why == ("gamma",) and iters[0] < 5
     assert rec[0, 0, 0, 0] < 0.5  # pixel 0 (evidence for class 0) switched off
+
+
+def test_logit_cost_builds_contrast_where_the_softmax_settles_for_a_faint_image():
+    # Two classes with opposite templates: the class score of class 1 is maximised over the box
+    # [0, 1]^4 by x = 1[w_1 > 0] (Simonyan et al. 2014); -log p_1 is already ~0 once the image is
+    # faintly tilted towards class 1 and stops there.
+    w = np.array([[4.0, 4.0, -4.0, -4.0], [-4.0, -4.0, 4.0, 4.0]])
+    m = _linear_model(w)
+    common = dict(lr=0.1, start=0.5, max_iter=2000, patience=50, jitter=0)
+    logit, gap, _, why = mi_face(m, [1], (1, 2, 2), InversionConfig(cost="logit", **common))
+    assert np.array_equal(logit.ravel(), [0.0, 0.0, 1.0, 1.0]) and why == ("no_progress",)
+    assert gap[0] == pytest.approx(1 / (1 + np.exp(16.0)), rel=1e-3)  # 1 - p_1 at the saturated image
+    soft, _, _, _ = mi_face(m, [1], (1, 2, 2), InversionConfig(cost="paper", **common))
+    assert np.ptp(soft) < np.ptp(logit)  # the softmax cost leaves a fainter image
+    with pytest.raises(InvalidParameterError):
+        InversionConfig(cost="hinge")
+
+
+def test_gamma_zero_never_stops_on_round_off():
+    # Margin 800: 1 - p is exactly 0 even in float64; gamma = 0 means "never", so only beta stops it.
+    m = _linear_model(np.array([[800.0], [0.0]]))
+    _, gap, iters, why = mi_face(m, [0], (1, 1, 1), InversionConfig(start=1.0, patience=5, jitter=0))
+    assert why == ("no_progress",) and iters[0] == 5
 
 
 def _blocks_data(rng, n_per_class=40):
@@ -157,3 +186,26 @@ def test_jitter_shift_and_determinism():
     a = mi_face(m, [0, 1], (1, 2, 2), InversionConfig(max_iter=50, jitter=1, seed=5))
     b = mi_face(m, [0, 1], (1, 2, 2), InversionConfig(max_iter=50, jitter=1, seed=5))
     assert np.array_equal(a[0], b[0])
+
+
+def test_nearest_member_test_sees_a_copied_member_and_not_a_fresh_draw():
+    rng = np.random.default_rng(3)
+    x = rng.random((400, 1, 4, 4))
+    y = np.repeat(np.arange(4), 100)
+    mem = rng.permutation(400)[:200]
+    non = np.setdiff1d(np.arange(400), mem)
+    members, heldout = (x[mem], y[mem]), (x[non], y[non])
+    # each reconstruction is one of the members of its class: the member pool always wins
+    copies = np.stack([x[mem][y[mem] == k][0] for k in range(4)])
+    d_mem, d_out = nearest_distances(copies, members, heldout)
+    assert np.all(d_mem == 0) and np.all(d_out > 0)
+    # a fresh draw from the same distribution: each pool wins about half the time
+    wins = 0
+    for s in range(50):
+        fresh = rng.random((4, 1, 4, 4))
+        a, b = nearest_distances(fresh, members, heldout, seed=s)
+        wins += int(np.sum(a < b))
+    assert 60 < wins < 140  # 200 fair coin flips; |wins - 100| > 40 has probability < 1e-8
+    # a class missing from one pool is NaN in both (no comparison), never a win
+    a, b = nearest_distances(copies, (x[mem][y[mem] != 3], y[mem][y[mem] != 3]), heldout)
+    assert np.isnan(a[3]) and np.isnan(b[3]) and np.all(np.isfinite(a[:3]))

@@ -115,6 +115,25 @@ def test_inversion_json_interface(model_file, capsys):
     assert inv["baseline_eval_accuracy"] == pytest.approx(len(base) / (len(base) * 10))
 
 
+def test_inversion_cost_is_the_one_run_and_recorded(model_file, capsys, monkeypatch):
+    import dpaudit.attacks.inversion as inv_mod
+
+    seen = []
+    real = inv_mod.mi_face
+
+    def spy(model, labels, input_shape, config, device="cpu"):
+        seen.append(config.cost)
+        return real(model, labels, input_shape, config, device)
+
+    monkeypatch.setattr(inv_mod, "mi_face", spy)
+    for flag, name in ((None, "logit"), ("log-prob", "log_prob"), ("paper", "paper")):
+        extra = [] if flag is None else ["--inversion-cost", flag]
+        code, out, err = _run(["attack", model_file[0], "--attack", "inversion", "--inversion-iters", "5",
+                               *extra, "--json"], capsys)
+        assert code == 0, err
+        assert json.loads(out)["inversion"]["config"]["cost"] == name and seen[-1] == name
+
+
 def test_blank_reconstruction_never_counts(model_file, capsys, monkeypatch):
     """An attack that returns blank images gets eval_accuracy 0 even where the classifier
     reads the blank as some class (raw accuracy 1/10), through the CLI's JSON."""
@@ -253,6 +272,7 @@ def test_model_file_is_read_once(model_file, monkeypatch):
     (["--confidence", "1.5"], "confidence must be in (0, 1)"),
     (["--attack", "lira", "-k", "1"], "at least 2 shadow models"),
     (["--inversion-iters", "0"], "max_iter and patience must be >= 1"),
+    (["--inversion-cost", "hinge"], "'hinge' is not one of"),
     (["--members", "m.npz"], "--non-members"),
     (["--arch", "cnn"], "for third-party models"),
     (["--claimed-epsilon", "1"], "for third-party models"),
