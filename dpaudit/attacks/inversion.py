@@ -337,8 +337,7 @@ class InversionResult:
     def member_nearer(self) -> np.ndarray:
         """Per class: the nearest member is nearer than the nearest held-out image (False where
         a pool lacks the class)."""
-        return np.nan_to_num(self.nearest_member_distance, nan=np.inf) < np.nan_to_num(
-            self.nearest_heldout_distance, nan=-np.inf)
+        return np.less(self.nearest_member_distance, self.nearest_heldout_distance)  # NaN compares False
 
     @property
     def member_nearer_p_value(self) -> float:
